@@ -1,0 +1,373 @@
+//! The request handler as a state machine with no I/O.
+//!
+//! [`handle`] takes a request, the settings and the host's facts (clock, request id, client
+//! address) and returns a [`Step`]: either the finished response with its audit lines, or a
+//! Kraken [`Call`] for the adapter to send and a [`Pending`] to resume with what came back.
+//! The adapter loops until it gets [`Step::Done`]. The webhook path reads in contract order:
+//! route, size, content type, configuration, authenticate, parse, validate, plan, sign, send,
+//! outcome.
+
+use crate::alert::{self, Alert, MAX_BODY_BYTES};
+use crate::audit::{self, Event, LogLine};
+use crate::auth;
+use crate::config::{Config, Level, SECRET_SETTINGS};
+use crate::idempotency::DedupeKey;
+use crate::kraken::reply::{self, AddOrder, Transport};
+use crate::kraken::request::{private_call, Call, Credentials};
+use crate::plan::{plan, OrderPlan};
+use crate::reject::{AuthFailure, Reject};
+use crate::response::Response;
+use crate::route::{route, Route};
+use crate::time::Now;
+use serde_json::{json, Value};
+
+/// An incoming request as the adapter read it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// HTTP method, upper-case.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The body, or its first `MAX_BODY_BYTES + 1` bytes.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the host tells the core about itself and this request.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The wall clock, strictly increasing within an instance.
+    pub now: Now,
+    /// A fresh id for `x-request-id` and the audit lines.
+    pub request_id: String,
+    /// The client address, when the host supplies a trustworthy one.
+    pub client_addr: Option<String>,
+    /// `"spin"` or `"wasi"`.
+    pub flavour: &'static str,
+    /// The state store's name, or `None` in the portable flavour.
+    pub state_store: Option<&'static str>,
+}
+
+/// The next thing the adapter must do.
+#[derive(Debug)]
+#[must_use]
+pub enum Step {
+    /// Send the response and write the audit lines.
+    Done(Done),
+    /// Send the call, then hand what came back to [`Pending::resume`].
+    Send(Call, Pending),
+}
+
+/// A finished request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The response.
+    pub response: Response,
+    /// Audit lines, already filtered by `log_level`, masked and redacted.
+    pub log: Vec<LogLine>,
+}
+
+/// A request waiting for Kraken's answer.
+#[derive(Debug)]
+pub struct Pending {
+    cx: Cx,
+    order: OrderPlan,
+    alert: Alert,
+}
+
+/// Everything a request carries from step to step.
+#[derive(Debug)]
+struct Cx {
+    config: Config,
+    host: Host,
+}
+
+impl Cx {
+    fn audit(&self) -> audit::Context {
+        audit::Context {
+            now: self.host.now,
+            request_id: self.host.request_id.clone(),
+            client_addr: self.host.client_addr.clone(),
+        }
+    }
+
+    fn finish(&self, response: Response, events: Vec<Event>) -> Step {
+        let secrets: Vec<_> = self.config.secrets().collect();
+        let log = events
+            .iter()
+            .filter(|e| e.level >= self.config.log_level)
+            .map(|e| audit::render(e, &self.audit(), &secrets))
+            .collect();
+        // A configured secret never leaves in a response, even inside another string.
+        let body = audit::redact(&String::from_utf8_lossy(&response.body), &secrets);
+        Step::Done(Done {
+            response: Response {
+                body: body.into_bytes(),
+                ..response
+            },
+            log,
+        })
+    }
+
+    fn reject(&self, reject: Reject, event: Option<Event>) -> Step {
+        let response = Response::reject(&reject, self.config.environment, &self.host.request_id);
+        let event = event.or_else(|| {
+            reject.event().map(|name| {
+                let level = match reject {
+                    Reject::Misconfigured => Level::Error,
+                    _ => Level::Warn,
+                };
+                Event::new(level, name)
+                    .with("status", reject.status())
+                    .with("error", reject.code())
+            })
+        });
+        self.finish(response, event.into_iter().collect())
+    }
+}
+
+/// Handles a request up to its first Kraken call or its response.
+pub fn handle(config: Config, host: Host, request: Request) -> Step {
+    let cx = Cx { config, host };
+    match route(&request.method, &request.path) {
+        Err(reject) => cx.reject(reject, None),
+        Ok(Route::Health) => health(&cx),
+        Ok(Route::Config) => effective_config(&cx),
+        Ok(Route::Webhook) => webhook(cx, &request),
+    }
+}
+
+fn health(cx: &Cx) -> Step {
+    let c = &cx.config;
+    let mut body = json!({
+        "status": if c.is_usable() { "ok" } else { "misconfigured" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "flavour": cx.host.flavour,
+        "trading_enabled": c.trading_enabled,
+        "dry_run": c.dry_run,
+        "state_store": cx.host.state_store,
+    });
+    let status = if c.is_usable() {
+        200
+    } else {
+        body["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
+        503
+    };
+    cx.finish(
+        Response::json(status, &body, &cx.host.request_id),
+        Vec::new(),
+    )
+}
+
+fn effective_config(cx: &Cx) -> Step {
+    let c = &cx.config;
+    if c.environment != crate::config::Environment::Development {
+        return cx.reject(Reject::NotFound, None);
+    }
+    let shown = |s: &Option<crate::secret::Secret>| match s {
+        Some(_) => Value::from(audit::MASK),
+        None => Value::Null,
+    };
+    let mut settings = json!({
+        "webhook_secret": shown(&c.webhook_secret),
+        "webhook_secret_previous": shown(&c.webhook_secret_previous),
+        "kraken_api_key": shown(&c.kraken_api_key),
+        "kraken_api_secret": shown(&c.kraken_api_secret),
+        "kraken_otp": shown(&c.kraken_otp),
+        "kraken_api_url": c.kraken_api_url,
+        "environment": c.environment,
+        "trading_enabled": c.trading_enabled,
+        "dry_run": c.dry_run,
+        "rate_limit_per_minute": c.rate_limit_per_minute,
+        "replay_window_seconds": c.replay_window_seconds,
+        "dedupe_window_seconds": c.dedupe_window_seconds,
+        "log_level": c.log_level,
+    });
+    debug_assert!(SECRET_SETTINGS.iter().all(|s| settings[*s] == audit::MASK || settings[*s].is_null()));
+    settings["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
+    cx.finish(Response::json(200, &settings, &cx.host.request_id), Vec::new())
+}
+
+/// Whether the content type is one TradingView or a relay sends: JSON, plain text or none.
+fn acceptable_content_type(value: Option<&str>) -> bool {
+    let Some(value) = value else { return true };
+    let mime = value.split(';').next().unwrap_or_default().trim();
+    mime.is_empty()
+        || mime.eq_ignore_ascii_case("application/json")
+        || mime.eq_ignore_ascii_case("text/plain")
+}
+
+fn webhook(cx: Cx, request: &Request) -> Step {
+    if request.body.len() > MAX_BODY_BYTES {
+        return cx.reject(Reject::PayloadTooLarge, None);
+    }
+    if !acceptable_content_type(request.header("content-type")) {
+        return cx.reject(Reject::UnsupportedMediaType, None);
+    }
+    if !cx.config.is_usable() {
+        let problems: Vec<&str> = cx.config.problems.iter().map(|p| p.setting).collect();
+        let event = Event::new(Level::Error, "config_error").with("problems", problems);
+        return cx.reject(Reject::Misconfigured, Some(event));
+    }
+
+    // Authenticate before anything else is looked at.
+    let secrets: Vec<_> = [
+        &cx.config.webhook_secret,
+        &cx.config.webhook_secret_previous,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let object = alert::parse_object(&request.body);
+    let credential = match request.header("x-signature") {
+        Some(sig) => auth::verify_signature(sig, &request.body, &secrets),
+        None => match &object {
+            None => Err(AuthFailure::UnreadableBody),
+            Some(o) => auth::verify_body_secret(o.secret(), &secrets),
+        },
+    };
+    let credential = match credential {
+        Ok(c) => c,
+        Err(failure) => {
+            let event = Event::new(Level::Warn, "auth_failed")
+                .with("reason", failure.as_str())
+                .with("signed", request.header("x-signature").is_some());
+            return cx.reject(Reject::Unauthorized(failure), Some(event));
+        }
+    };
+
+    let Some(object) = object else {
+        return cx.reject(Reject::MalformedJson, None);
+    };
+    let alert = match Alert::from_object(&object) {
+        Ok(a) => a,
+        Err(e) => return rejected_alert(&cx, e),
+    };
+    if let Some(ts) = alert.timestamp {
+        let age = cx.host.now.secs() as i64 - ts;
+        if age.unsigned_abs() > cx.config.replay_window_seconds {
+            let event = Event::new(Level::Warn, "stale").with("age_seconds", age);
+            return cx.reject(Reject::Stale, Some(event));
+        }
+    }
+    if !cx.config.trading_enabled {
+        return cx.reject(Reject::TradingDisabled, None);
+    }
+    let key = DedupeKey::new(alert.id.as_deref(), &request.body);
+    let order = match plan(&alert, cx.config.dry_run, &key) {
+        Ok(o) => o,
+        Err(e) => return rejected_alert(&cx, e),
+    };
+    let _ = credential;
+    send_add_order(Pending { cx, order, alert })
+}
+
+fn rejected_alert(cx: &Cx, e: crate::reject::FieldError) -> Step {
+    let event = Event::new(Level::Warn, "alert_rejected")
+        .with("status", 422)
+        .with("field", e.field.clone())
+        .with("reason", e.reason.clone());
+    cx.reject(Reject::InvalidAlert(e), Some(event))
+}
+
+fn send_add_order(pending: Pending) -> Step {
+    let c = &pending.cx.config;
+    let (Some(api_key), Some(api_secret)) = (&c.kraken_api_key, &c.kraken_api_secret) else {
+        // Unreachable while the configuration is usable; refuse rather than panic.
+        return pending.cx.reject(Reject::Misconfigured, None);
+    };
+    let creds = Credentials {
+        api_key,
+        api_secret,
+        otp: c.kraken_otp.as_ref(),
+    };
+    let nonce = pending.cx.host.now.0;
+    match private_call(
+        &c.kraken_api_url,
+        "AddOrder",
+        &pending.order.params(),
+        nonce,
+        creds,
+    ) {
+        Ok(call) => Step::Send(call, pending),
+        Err(_) => pending.cx.reject(Reject::Misconfigured, None),
+    }
+}
+
+impl Pending {
+    /// Resumes with what the adapter's call returned; `now` is the clock after the call.
+    pub fn resume(mut self, transport: Transport, now: Now) -> Step {
+        self.cx.host.now = now;
+        let order = &self.order;
+        let base = |level, name| {
+            let mut e = Event::new(level, name)
+                .with("pair", order.pair.clone())
+                .with("side", order.side.as_str())
+                .with("order_type", order.order_type.as_str())
+                .with("volume", order.volume.to_plain())
+                .with("cl_ord_id", order.cl_ord_id.clone())
+                .with("validate", order.validate);
+            if let Some(p) = order.price {
+                e = e.with("price", p.to_plain());
+            }
+            if let Some(id) = &self.alert.id {
+                e = e.with("alert_id", id.clone());
+            }
+            if let Some(c) = &self.alert.comment {
+                e = e.with("comment", c.clone());
+            }
+            e
+        };
+        let rid = &self.cx.host.request_id;
+        match reply::add_order(&transport, order.validate) {
+            AddOrder::Placed { txid, description } => {
+                let body = json!({
+                    "status": "placed",
+                    "txid": txid,
+                    "description": description,
+                    "cl_ord_id": order.cl_ord_id,
+                });
+                let event = base(Level::Info, "order_placed").with("txid", txid.clone());
+                self.cx.finish(Response::json(200, &body, rid), vec![event])
+            }
+            AddOrder::Validated { description } => {
+                let body = json!({ "status": "validated", "description": description });
+                let event = base(Level::Info, "order_validated");
+                self.cx.finish(Response::json(200, &body, rid), vec![event])
+            }
+            AddOrder::Rejected { error } => {
+                let event = base(Level::Warn, "order_rejected").with("kraken_error", error.clone());
+                self.cx.reject(Reject::OrderRejected { kraken_error: error }, Some(event))
+            }
+            AddOrder::Transient { error } => {
+                let event = base(Level::Warn, "order_rejected")
+                    .with("kraken_error", error.clone())
+                    .with("retryable", true);
+                let reject = Reject::Unavailable {
+                    retry_after: 5,
+                    reason: error,
+                };
+                self.cx.reject(reject, Some(event))
+            }
+            AddOrder::Ambiguous { reason } => {
+                let body = json!({ "status": "pending", "cl_ord_id": order.cl_ord_id });
+                let event = base(Level::Error, "order_pending").with("reason", reason);
+                self.cx.finish(Response::json(202, &body, rid), vec![event])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,455 @@
+//! Settings (contract section 3), parsed once per request from a lookup function.
+//!
+//! The host adapter supplies the lookup (Spin variables, or environment variables in the
+//! portable flavour); tests build a [`Config`] from an in-memory map. A value that does not
+//! parse is never replaced by a silent default: it becomes a [`Problem`] that `/health`
+//! reports and that stops every alert.
+
+use crate::secret::Secret;
+use base64::Engine as _;
+use serde::Serialize;
+
+/// Every setting name the bridge reads, in the order `/config` lists them.
+pub const SETTINGS: &[&str] = &[
+    "webhook_secret",
+    "webhook_secret_previous",
+    "kraken_api_key",
+    "kraken_api_secret",
+    "kraken_otp",
+    "kraken_api_url",
+    "environment",
+    "trading_enabled",
+    "dry_run",
+    "allowed_symbols",
+    "symbol_map",
+    "max_order_value",
+    "rate_limit_per_minute",
+    "allowed_ips",
+    "client_ip_header",
+    "require_timestamp",
+    "replay_window_seconds",
+    "dedupe_window_seconds",
+    "cors_allowed_origins",
+    "log_level",
+];
+
+/// Settings whose values are secrets: `/config` shows them as `"***"`.
+pub const SECRET_SETTINGS: &[&str] = &[
+    "webhook_secret",
+    "webhook_secret_previous",
+    "kraken_api_key",
+    "kraken_api_secret",
+    "kraken_otp",
+];
+
+/// Settings this version does not implement yet. Setting one is a configuration problem
+/// rather than a silently ignored risk control.
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "allowed_symbols",
+    "symbol_map",
+    "max_order_value",
+    "allowed_ips",
+    "client_ip_header",
+    "require_timestamp",
+    "cors_allowed_origins",
+];
+
+/// The minimum length of the webhook secret, in bytes (contract 2.1, item 5).
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
+
+/// The Kraken origin used when `kraken_api_url` is unset.
+pub const DEFAULT_KRAKEN_API_URL: &str = "https://api.kraken.com";
+
+/// `environment`: how much detail error bodies carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Error bodies carry codes and field names only (the default).
+    Production,
+    /// Error bodies add a `detail` string; `/config` is served.
+    Development,
+}
+
+/// `log_level`: the least severe audit level written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Everything.
+    Debug,
+    /// Normal outcomes and above (the default).
+    Info,
+    /// Rejections and refusals and above.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+impl Level {
+    /// The name used in audit lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// A setting that is missing or does not parse. Never carries the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The setting's name.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HMAC key and body secret.
+    pub webhook_secret: Option<Secret>,
+    /// Accepted as well, during rotation.
+    pub webhook_secret_previous: Option<Secret>,
+    /// Kraken public API key (`API-Key`).
+    pub kraken_api_key: Option<Secret>,
+    /// Kraken private key, base64 as Kraken issues it (checked to decode).
+    pub kraken_api_secret: Option<Secret>,
+    /// The key's static 2FA password.
+    pub kraken_otp: Option<Secret>,
+    /// Kraken origin, without a trailing slash.
+    pub kraken_api_url: String,
+    /// `production` or `development`.
+    pub environment: Environment,
+    /// The kill switch.
+    pub trading_enabled: bool,
+    /// Every order sent with `validate=true`.
+    pub dry_run: bool,
+    /// Accepted alerts per minute.
+    pub rate_limit_per_minute: u32,
+    /// Seconds either side of the host clock an alert `timestamp` may be.
+    pub replay_window_seconds: u64,
+    /// How long a body-hash dedupe key is kept.
+    pub dedupe_window_seconds: u64,
+    /// The least severe audit level written.
+    pub log_level: Level,
+    /// Everything that is wrong; empty when the configuration is usable.
+    pub problems: Vec<Problem>,
+}
+
+impl Config {
+    /// Parses every setting through `lookup`, which returns `None` for an unset name.
+    /// An empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut problems = Vec::new();
+
+        let webhook_secret = get("webhook_secret").map(Secret::new);
+        match &webhook_secret {
+            None => problems.push(problem("webhook_secret", "required")),
+            Some(s) if !s.has_at_least(MIN_WEBHOOK_SECRET_BYTES) => problems.push(problem(
+                "webhook_secret",
+                "shorter than 32 bytes; generate one with scripts/gen-secret",
+            )),
+            Some(_) => {}
+        }
+        let webhook_secret_previous = get("webhook_secret_previous").map(Secret::new);
+        if matches!(&webhook_secret_previous, Some(s) if !s.has_at_least(MIN_WEBHOOK_SECRET_BYTES))
+        {
+            problems.push(problem("webhook_secret_previous", "shorter than 32 bytes"));
+        }
+
+        let kraken_api_key = get("kraken_api_key").map(Secret::new);
+        if kraken_api_key.is_none() {
+            problems.push(problem("kraken_api_key", "required to trade"));
+        }
+        let kraken_api_secret = match get("kraken_api_secret") {
+            None => {
+                problems.push(problem("kraken_api_secret", "required to trade"));
+                None
+            }
+            Some(b64) => {
+                let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim());
+                match decoded {
+                    // Kept as issued (base64) so redaction finds the text an operator pasted;
+                    // signing decodes it per call.
+                    Ok(bytes) if !bytes.is_empty() => Some(Secret::new(b64.trim())),
+                    _ => {
+                        problems.push(problem("kraken_api_secret", "not valid base64"));
+                        None
+                    }
+                }
+            }
+        };
+        let kraken_otp = get("kraken_otp").map(Secret::new);
+
+        let kraken_api_url = match get("kraken_api_url") {
+            None => DEFAULT_KRAKEN_API_URL.to_string(),
+            Some(url) => match parse_origin(&url) {
+                Ok(origin) => origin,
+                Err(reason) => {
+                    problems.push(problem("kraken_api_url", reason));
+                    DEFAULT_KRAKEN_API_URL.to_string()
+                }
+            },
+        };
+
+        let environment = match get("environment").as_deref().map(str::trim) {
+            None | Some("production") => Environment::Production,
+            Some("development") => Environment::Development,
+            Some(_) => {
+                problems.push(problem(
+                    "environment",
+                    "must be `production` or `development`",
+                ));
+                Environment::Production
+            }
+        };
+
+        // `None` when the value does not parse (and a problem is recorded).
+        let mut flag = |name: &'static str, default: bool| match get(name) {
+            None => Some(default),
+            Some(v) => {
+                let parsed = parse_bool(&v);
+                if parsed.is_none() {
+                    problems.push(problem(name, "must be `true` or `false`"));
+                }
+                parsed
+            }
+        };
+        // An unparseable kill switch fails closed: no trading, and every order a dry run.
+        let trading_enabled = flag("trading_enabled", true).unwrap_or(false);
+        let dry_run = flag("dry_run", false).unwrap_or(true);
+        let _ = flag("require_timestamp", false);
+
+        let mut number = |name: &'static str, default: u64, min: u64, max: u64| match get(name) {
+            None => default,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    problems.push(problem(
+                        name,
+                        format!("must be a whole number from {min} to {max}"),
+                    ));
+                    default
+                }
+            },
+        };
+        let rate_limit_per_minute = number("rate_limit_per_minute", 60, 1, 100_000) as u32;
+        let replay_window_seconds = number("replay_window_seconds", 300, 1, 86_400);
+        let dedupe_window_seconds = number("dedupe_window_seconds", 60, 1, 86_400);
+
+        let log_level = match get("log_level").as_deref().map(str::trim) {
+            None | Some("info") => Level::Info,
+            Some("debug") => Level::Debug,
+            Some("warn") => Level::Warn,
+            Some("error") => Level::Error,
+            Some(_) => {
+                problems.push(problem(
+                    "log_level",
+                    "must be `debug`, `info`, `warn` or `error`",
+                ));
+                Level::Info
+            }
+        };
+
+        for &name in NOT_YET_SUPPORTED {
+            if let Some(v) = get(name) {
+                // `require_timestamp=false` asks for nothing this version lacks.
+                if name == "require_timestamp" && parse_bool(&v) == Some(false) {
+                    continue;
+                }
+                if !has(&problems, name) {
+                    problems.push(problem(name, "not supported by this version; unset it"));
+                }
+            }
+        }
+
+        Config {
+            webhook_secret,
+            webhook_secret_previous,
+            kraken_api_key,
+            kraken_api_secret,
+            kraken_otp,
+            kraken_api_url,
+            environment,
+            trading_enabled,
+            dry_run,
+            rate_limit_per_minute,
+            replay_window_seconds,
+            dedupe_window_seconds,
+            log_level,
+            problems,
+        }
+    }
+
+    /// Whether alerts may be processed at all.
+    pub fn is_usable(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Every configured secret, for redaction of outgoing text.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        [
+            &self.webhook_secret,
+            &self.webhook_secret_previous,
+            &self.kraken_api_key,
+            &self.kraken_api_secret,
+            &self.kraken_otp,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+fn problem(setting: &'static str, reason: impl Into<String>) -> Problem {
+    Problem {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+fn has(problems: &[Problem], setting: &str) -> bool {
+    problems.iter().any(|p| p.setting == setting)
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Accepts `scheme://host[:port]` with an optional trailing slash and nothing else.
+fn parse_origin(url: &str) -> Result<String, &'static str> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with https:// (http:// only for a local simulator)")?;
+    let valid = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if valid {
+        Ok(url.to_string())
+    } else {
+        Err("must be an origin (scheme://host[:port]) with no path")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(crate) fn lookup_from<'a>(
+        pairs: &'a [(&'a str, &'a str)],
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        move |name| map.get(name).map(|v| v.to_string())
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("webhook_secret", "0123456789abcdef0123456789abcdef"),
+        ("kraken_api_key", "key"),
+        (
+            "kraken_api_secret",
+            "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==",
+        ),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Config {
+        let mut all: Vec<(&str, &str)> = GOOD.to_vec();
+        all.extend_from_slice(extra);
+        Config::from_lookup(lookup_from(&all))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]);
+        assert!(c.is_usable(), "{:?}", c.problems);
+        assert_eq!(c.kraken_api_url, "https://api.kraken.com");
+        assert_eq!(c.environment, Environment::Production);
+        assert!(c.trading_enabled);
+        assert!(!c.dry_run);
+        assert_eq!(c.rate_limit_per_minute, 60);
+        assert_eq!(c.replay_window_seconds, 300);
+        assert_eq!(c.dedupe_window_seconds, 60);
+        assert_eq!(c.log_level, Level::Info);
+    }
+
+    #[test]
+    fn short_webhook_secret_is_a_problem() {
+        let c = with(&[("webhook_secret", "0123456789abcdef0123456789abcde")]);
+        assert!(!c.is_usable());
+        assert_eq!(c.problems[0].setting, "webhook_secret");
+        assert!(!c.problems[0].reason.contains("0123"));
+    }
+
+    #[test]
+    fn missing_required_settings() {
+        let c = Config::from_lookup(|_| None);
+        let names: Vec<_> = c.problems.iter().map(|p| p.setting).collect();
+        assert_eq!(
+            names,
+            ["webhook_secret", "kraken_api_key", "kraken_api_secret"]
+        );
+    }
+
+    #[test]
+    fn unparseable_values_are_problems_not_defaults() {
+        for (name, value) in [
+            ("trading_enabled", "yes please"),
+            ("dry_run", "maybe"),
+            ("environment", "staging"),
+            ("log_level", "verbose"),
+            ("rate_limit_per_minute", "-1"),
+            ("dedupe_window_seconds", "1e3"),
+            ("kraken_api_url", "https://api.kraken.com/0/private"),
+            ("kraken_api_url", "ftp://x"),
+            ("kraken_api_secret", "not base64!"),
+            ("allowed_ips", "52.89.214.238"),
+        ] {
+            let c = with(&[(name, value)]);
+            assert!(
+                c.problems.iter().any(|p| p.setting == name),
+                "{name}={value} should be a problem"
+            );
+        }
+    }
+
+    #[test]
+    fn unparseable_kill_switch_fails_closed() {
+        let c = with(&[("trading_enabled", "ture")]);
+        assert!(!c.trading_enabled);
+        let c = with(&[("dry_run", "flase")]);
+        assert!(c.dry_run);
+    }
+
+    #[test]
+    fn parses_explicit_values() {
+        let c = with(&[
+            ("environment", "development"),
+            ("trading_enabled", "FALSE"),
+            ("dry_run", "true"),
+            ("log_level", "debug"),
+            ("kraken_api_url", "http://127.0.0.1:18081/"),
+            ("require_timestamp", "false"),
+        ]);
+        assert!(c.is_usable(), "{:?}", c.problems);
+        assert_eq!(c.environment, Environment::Development);
+        assert!(!c.trading_enabled);
+        assert!(c.dry_run);
+        assert_eq!(c.log_level, Level::Debug);
+        assert_eq!(c.kraken_api_url, "http://127.0.0.1:18081");
+    }
+
+    #[test]
+    fn secrets_lists_every_configured_secret() {
+        let c = with(&[("kraken_otp", "123456")]);
+        assert_eq!(c.secrets().count(), 4);
+    }
+}

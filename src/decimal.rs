@@ -1,0 +1,96 @@
+//! Exact decimals for sizes and prices: parsed from JSON strings or numbers without ever
+//! passing through binary floating point, and written back as plain strings Kraken accepts.
+
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// A finite, strictly positive decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Positive(Decimal);
+
+impl Positive {
+    /// Parses plain decimal notation: digits, optionally a point and more digits. No sign,
+    /// no exponent, no `NaN`/`Infinity`, at most 28 significant digits, greater than zero.
+    pub fn parse(text: &str) -> Result<Positive, &'static str> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("must be a decimal number");
+        }
+        if t.starts_with('-') {
+            return Err("must be positive");
+        }
+        let (int, frac) = match t.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (t, None),
+        };
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let valid = !int.is_empty()
+            && digits_ok(int)
+            && frac.is_none_or(|f| !f.is_empty() && digits_ok(f));
+        if !valid {
+            return Err("must be a plain decimal number such as 0.01 (no sign, exponent or spaces)");
+        }
+        let value = Decimal::from_str(t).map_err(|_| "has too many digits")?;
+        // rust_decimal silently rounds past 28 fractional digits: refuse instead.
+        if value.normalize().to_string() != normalized_text(t) {
+            return Err("has too many digits");
+        }
+        if value.is_zero() {
+            return Err("must be greater than zero");
+        }
+        Ok(Positive(value.normalize()))
+    }
+
+    /// The exact value.
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+
+    /// Plain decimal text with no exponent and no trailing zeros, e.g. `0.01`, `37500`.
+    pub fn to_plain(self) -> String {
+        self.0.normalize().to_string()
+    }
+}
+
+/// The canonical text of a plain decimal: no leading zeros, no trailing fractional zeros.
+fn normalized_text(t: &str) -> String {
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly() {
+        assert_eq!(Positive::parse("0.01").unwrap().to_plain(), "0.01");
+        assert_eq!(Positive::parse("1.250").unwrap().to_plain(), "1.25");
+        assert_eq!(Positive::parse("37500").unwrap().to_plain(), "37500");
+        assert_eq!(Positive::parse("0.1").unwrap().value(), Decimal::new(1, 1));
+        assert_eq!(
+            Positive::parse("0.000000000000000000000000001").unwrap().to_plain(),
+            "0.000000000000000000000000001"
+        );
+        assert_eq!(Positive::parse(" 2.5 ").unwrap().to_plain(), "2.5");
+        assert_eq!(Positive::parse("007.50").unwrap().to_plain(), "7.5");
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for bad in [
+            "", "-1", "0", "0.000", "1e-3", "1E5", "NaN", "Infinity", "inf", "+1", ".5", "5.",
+            "1.2.3", "1,5", "0x10", "1 000", "١", "99999999999999999999999999999999",
+            "0.00000000000000000000000000001",
+        ] {
+            assert!(Positive::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The host adapter: the only code that talks to the host (`spin_sdk`, clock, randomness).
+//!
+//! It reads the request, builds the [`Config`](crate::config::Config) from the flavour's
+//! settings source, runs the core's [`Step`](crate::bridge::Step) loop, sends each Kraken call
+//! through the host's outbound HTTP, writes the audit lines and sends the response.
+//! `spin.rs` and `wasi.rs` differ only in where settings come from and which state store
+//! exists.
+
+#![allow(unsafe_code)] // `#[http_component]` expands to handle conversions.
+
+#[cfg(all(feature = "host-spin", not(feature = "host-wasi")))]
+mod spin;
+#[cfg(feature = "host-wasi")]
+mod wasi;
+
+#[cfg(all(feature = "host-spin", not(feature = "host-wasi")))]
+use spin as flavour;
+#[cfg(feature = "host-wasi")]
+use wasi as flavour;
+
+use crate::alert::MAX_BODY_BYTES;
+use crate::bridge::{self, Host, Step};
+use crate::config::Config;
+use crate::kraken::reply::Transport;
+use crate::kraken::request::Call;
+use crate::time::Now;
+use futures::StreamExt;
+use spin_sdk::http::{
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, SendError,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[spin_sdk::http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let config = Config::from_lookup(flavour::setting);
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let host = Host {
+        now: now(),
+        request_id: request_id(),
+        client_addr: flavour::client_addr(&headers),
+        flavour: flavour::NAME,
+        state_store: flavour::STATE_STORE,
+    };
+    let request = bridge::Request {
+        method: method_name(&request.method()),
+        path: request.path_with_query().unwrap_or_else(|| "/".into()),
+        headers,
+        body: read_capped(request, MAX_BODY_BYTES + 1).await,
+    };
+
+    let mut step = bridge::handle(config, host, request);
+    let done = loop {
+        match step {
+            Step::Done(done) => break done,
+            Step::Send(call, pending) => {
+                let transport = send(call).await;
+                step = pending.resume(transport, now());
+            }
+        }
+    };
+
+    for line in &done.log {
+        if line.stderr {
+            eprintln!("{}", line.text);
+        } else {
+            println!("{}", line.text);
+        }
+    }
+    let fields: Vec<(String, Vec<u8>)> = done
+        .response
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    let Ok(fields) = Fields::from_list(&fields) else {
+        eprintln!("{{\"event\":\"internal\",\"reason\":\"invalid response header\"}}");
+        return;
+    };
+    let response = OutgoingResponse::new(fields);
+    let _ = response.set_status_code(done.response.status);
+    if out.set_with_body(response, done.response.body).await.is_err() {
+        eprintln!("{{\"event\":\"internal\",\"reason\":\"could not write the response body\"}}");
+    }
+}
+
+/// Reads at most `cap` bytes of the body; what lies beyond is never buffered.
+async fn read_capped(request: IncomingRequest, cap: usize) -> Vec<u8> {
+    let mut stream = request.into_body_stream();
+    let mut body = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= cap {
+            body.truncate(cap);
+            break;
+        }
+    }
+    body
+}
+
+fn method_name(method: &Method) -> String {
+    method.to_string().to_ascii_uppercase()
+}
+
+static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// The wall clock in microseconds, strictly increasing within this instance: it is the
+/// Kraken nonce's source, and Kraken refuses a nonce that does not increase.
+fn now() -> Now {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut last = LAST_MICROS.load(Ordering::Relaxed);
+    loop {
+        let next = wall.max(last + 1);
+        match LAST_MICROS.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Now(next),
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// 128 random bits from the host (`wasi:random`), as hex.
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without host randomness the id only needs to be unique enough to trace a request.
+        bytes[..8].copy_from_slice(&now().0.to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn send(call: Call) -> Transport {
+    let mut builder = spin_sdk::http::Request::builder();
+    builder.method(Method::Post).uri(call.url.as_str());
+    for (name, value) in &call.headers {
+        builder.header(name.as_str(), value.as_str());
+    }
+    let request = builder.body(call.body).build();
+    match spin_sdk::http::send::<_, spin_sdk::http::Response>(request).await {
+        Ok(response) => Transport::Reply {
+            status: *response.status(),
+            body: response.into_body(),
+        },
+        Err(SendError::Http(code)) if certainly_not_sent(&code) => {
+            Transport::NotSent(format!("{code:?}"))
+        }
+        Err(e) => Transport::Lost(e.to_string()),
+    }
+}
+
+/// Failures that happen before any byte of the request can have reached Kraken.
+fn certainly_not_sent(code: &ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::DnsTimeout
+            | ErrorCode::DnsError(_)
+            | ErrorCode::DestinationNotFound
+            | ErrorCode::DestinationUnavailable
+            | ErrorCode::DestinationIpProhibited
+            | ErrorCode::DestinationIpUnroutable
+            | ErrorCode::ConnectionRefused
+            | ErrorCode::ConnectionTimeout
+            | ErrorCode::TlsProtocolError
+            | ErrorCode::TlsCertificateError
+            | ErrorCode::TlsAlertReceived(_)
+            | ErrorCode::HttpRequestDenied
+            | ErrorCode::HttpRequestUriInvalid
+    )
+}

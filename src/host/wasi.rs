@@ -1,0 +1,19 @@
+//! The portable flavour for any wasi:http host (`wasmtime serve -Scli`): settings from
+//! environment variables named like the Spin variables but upper-case, no state store, and
+//! no trusted client address (`wasmtime serve` passes client headers through untouched).
+
+/// The flavour's name in `/health`.
+pub const NAME: &str = "wasi";
+
+/// No state store in this flavour.
+pub const STATE_STORE: Option<&str> = None;
+
+/// A setting from the environment: `webhook_secret` is read from `WEBHOOK_SECRET`.
+pub fn setting(name: &str) -> Option<String> {
+    std::env::var(name.to_ascii_uppercase()).ok()
+}
+
+/// Never trusted in this flavour.
+pub fn client_addr(_headers: &[(String, String)]) -> Option<String> {
+    None
+}

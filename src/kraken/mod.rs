@@ -1,0 +1,5 @@
+//! Kraken's spot REST API as plain data: signing, request building and reply reading.
+
+pub mod reply;
+pub mod request;
+pub mod sign;

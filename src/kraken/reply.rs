@@ -1,0 +1,265 @@
+//! Reading Kraken's answers: the `{"error":[...],"result":{...}}` envelope and the three
+//! classes of error (kraken.md §7): a definite rejection, a transient refusal that placed
+//! nothing, and an ambiguous answer after which the order may exist.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What came back from the host's outbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A complete HTTP response.
+    Reply {
+        /// HTTP status.
+        status: u16,
+        /// Body bytes.
+        body: Vec<u8>,
+    },
+    /// The request certainly never reached Kraken (DNS failure, connection refused, denied
+    /// by the host's outbound allow-list).
+    NotSent(String),
+    /// The request may have reached Kraken (time-out, connection reset, truncated answer).
+    Lost(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    error: Vec<String>,
+    #[serde(default)]
+    result: Option<Value>,
+}
+
+/// How a Kraken error string should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Kraken refused the request; sending it again will not help.
+    Rejected,
+    /// Kraken refused the request for now (rate limit, nonce, market mode); nothing was placed.
+    Transient,
+    /// Kraken may or may not have acted on the request.
+    Ambiguous,
+}
+
+/// Classifies one Kraken error string.
+pub fn classify(error: &str) -> ErrorClass {
+    const AMBIGUOUS: &[&str] = &[
+        "EService:Unavailable",
+        "EService:Busy",
+        "EService:Deadline elapsed",
+        "EGeneral:Internal error",
+        "EDatabase:Internal error",
+    ];
+    const TRANSIENT: &[&str] = &[
+        "EAPI:Rate limit exceeded",
+        "EOrder:Rate limit exceeded",
+        "EGeneral:Too many requests",
+        "EGeneral:Temporary lockout",
+        "EAPI:Invalid nonce",
+        "EService:Throttled",
+        "EService:Market in",
+    ];
+    // Kraken writes some errors with a space after the category (`EService: Throttled: ts`).
+    let e = error.trim().replacen(": ", ":", 1);
+    if AMBIGUOUS.iter().any(|p| e.starts_with(p)) {
+        ErrorClass::Ambiguous
+    } else if TRANSIENT.iter().any(|p| e.starts_with(p)) {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Rejected
+    }
+}
+
+/// The outcome of one AddOrder attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOrder {
+    /// Booked: Kraken returned transaction ids.
+    Placed {
+        /// Kraken transaction ids.
+        txid: Vec<String>,
+        /// Kraken's description of the order.
+        description: String,
+    },
+    /// `validate=true` accepted the order; nothing trades.
+    Validated {
+        /// Kraken's description of the order.
+        description: String,
+    },
+    /// Kraken refused it.
+    Rejected {
+        /// Kraken's first error.
+        error: String,
+    },
+    /// Certainly not placed; worth sending again later.
+    Transient {
+        /// Kraken's error or the transport failure.
+        error: String,
+    },
+    /// The order may or may not exist.
+    Ambiguous {
+        /// What made it ambiguous.
+        reason: String,
+    },
+}
+
+/// Reads the answer to an AddOrder sent with or without `validate`.
+pub fn add_order(transport: &Transport, validate: bool) -> AddOrder {
+    let outcome = read_add_order(transport);
+    match outcome {
+        // A validation request trades nothing, so an unclear answer is only a retry.
+        AddOrder::Ambiguous { reason } if validate => AddOrder::Transient { error: reason },
+        other => other,
+    }
+}
+
+fn read_add_order(transport: &Transport) -> AddOrder {
+    let (status, body) = match transport {
+        Transport::NotSent(why) => {
+            return AddOrder::Transient {
+                error: format!("Kraken unreachable: {why}"),
+            };
+        }
+        Transport::Lost(why) => {
+            return AddOrder::Ambiguous {
+                reason: format!("no answer from Kraken: {why}"),
+            };
+        }
+        Transport::Reply { status, body } => (*status, body),
+    };
+    if status != 200 {
+        return AddOrder::Ambiguous {
+            reason: format!("Kraken answered HTTP {status}"),
+        };
+    }
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
+        return AddOrder::Ambiguous {
+            reason: "Kraken's answer is not its JSON envelope".into(),
+        };
+    };
+    if let Some(error) = envelope.error.iter().find(|e| e.starts_with('E')) {
+        let error = error.clone();
+        return match classify(&error) {
+            ErrorClass::Rejected => AddOrder::Rejected { error },
+            ErrorClass::Transient => AddOrder::Transient { error },
+            ErrorClass::Ambiguous => AddOrder::Ambiguous { reason: error },
+        };
+    }
+    let result = envelope.result.unwrap_or(Value::Null);
+    let description = describe(&result);
+    let txid: Vec<String> = result
+        .get("txid")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    if !txid.is_empty() {
+        AddOrder::Placed { txid, description }
+    } else if result.get("descr").is_some() {
+        AddOrder::Validated { description }
+    } else {
+        AddOrder::Ambiguous {
+            reason: "Kraken's answer has neither txid nor descr".into(),
+        }
+    }
+}
+
+fn describe(result: &Value) -> String {
+    let descr = result.get("descr");
+    let order = descr
+        .and_then(|d| d.get("order"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match descr.and_then(|d| d.get("close")).and_then(Value::as_str) {
+        Some(close) => format!("{order}; {close}"),
+        None => order.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &str) -> Transport {
+        Transport::Reply {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn placed() {
+        let t = reply(
+            r#"{"error":[],"result":{"descr":{"order":"buy 2.12340000 XBTUSD @ limit 25000.1 with 2:1 leverage","close":"close position @ stop loss 22000.0 -> limit 21000.0"},"txid":["OUF4EM-FRGI2-MQMWZD"]}}"#,
+        );
+        assert_eq!(
+            add_order(&t, false),
+            AddOrder::Placed {
+                txid: vec!["OUF4EM-FRGI2-MQMWZD".into()],
+                description: "buy 2.12340000 XBTUSD @ limit 25000.1 with 2:1 leverage; close position @ stop loss 22000.0 -> limit 21000.0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn validated() {
+        let t = reply(r#"{"error":[],"result":{"descr":{"order":"buy 5000.00000000 XDGUSD @ market"}}}"#);
+        assert_eq!(
+            add_order(&t, true),
+            AddOrder::Validated { description: "buy 5000.00000000 XDGUSD @ market".into() }
+        );
+    }
+
+    #[test]
+    fn error_classes() {
+        for (e, class) in [
+            ("EOrder:Insufficient funds", ErrorClass::Rejected),
+            ("EGeneral:Invalid arguments:volume", ErrorClass::Rejected),
+            ("EAPI:Invalid signature", ErrorClass::Rejected),
+            ("EQuery:Unknown asset pair", ErrorClass::Rejected),
+            ("EService:Unavailable", ErrorClass::Ambiguous),
+            ("EService:Busy", ErrorClass::Ambiguous),
+            ("EService:Deadline elapsed", ErrorClass::Ambiguous),
+            ("EGeneral:Internal error", ErrorClass::Ambiguous),
+            ("EAPI:Rate limit exceeded", ErrorClass::Transient),
+            ("EAPI:Invalid nonce", ErrorClass::Transient),
+            ("EService: Throttled: 1700000000", ErrorClass::Transient),
+            ("EService:Throttled: 1700000000", ErrorClass::Transient),
+            ("EService:Market in cancel_only mode", ErrorClass::Transient),
+        ] {
+            assert_eq!(classify(e), class, "{e}");
+        }
+    }
+
+    #[test]
+    fn errors_and_transport() {
+        assert_eq!(
+            add_order(&reply(r#"{"error":["EOrder:Insufficient funds"]}"#), false),
+            AddOrder::Rejected { error: "EOrder:Insufficient funds".into() }
+        );
+        assert!(matches!(
+            add_order(&reply(r#"{"error":["EService:Unavailable"]}"#), false),
+            AddOrder::Ambiguous { .. }
+        ));
+        assert!(matches!(
+            add_order(&reply(r#"{"error":["EService:Unavailable"]}"#), true),
+            AddOrder::Transient { .. }
+        ));
+        assert!(matches!(
+            add_order(&Transport::Reply { status: 502, body: b"<html>".to_vec() }, false),
+            AddOrder::Ambiguous { .. }
+        ));
+        assert!(matches!(add_order(&reply("not json"), false), AddOrder::Ambiguous { .. }));
+        assert!(matches!(
+            add_order(&Transport::Lost("timed out".into()), false),
+            AddOrder::Ambiguous { .. }
+        ));
+        assert!(matches!(
+            add_order(&Transport::NotSent("refused".into()), false),
+            AddOrder::Transient { .. }
+        ));
+        // A warning alone does not make an error.
+        assert!(matches!(
+            add_order(&reply(r#"{"error":["WGeneral:Something"],"result":{"descr":{"order":"x"},"txid":["T"]}}"#), false),
+            AddOrder::Placed { .. }
+        ));
+    }
+}

@@ -1,0 +1,748 @@
+//! [`SpinHost`]: an embedded wasmtime 48 host that runs the Spin flavour the
+//! way `spin up` (Spin 3.x, WASIp2 HTTP trigger) does.
+//!
+//! What is emulated:
+//!
+//! * a fresh `Store` and instance per request, guest stdout/stderr captured
+//!   per request;
+//! * `fermyon:spin/variables@2.0.0` from a fixed map (names validated like
+//!   Spin; an unknown name is `error::undefined`);
+//! * `fermyon:spin/key-value@2.0.0` backed by one in-memory store shared by
+//!   all requests of a host (label `default`; a label the component was not
+//!   granted is `access-denied`, a granted label other than `default` is
+//!   `no-such-store`; at most 256 open stores per instance);
+//! * `allowed_outbound_hosts`: requests to any other origin fail with
+//!   `error-code::HTTP-request-denied` before anything is sent; allowed ones go
+//!   to the real network through wasmtime-wasi-http's default sender;
+//! * the `spin-*` request headers (`spin-full-url`, `spin-path-info`,
+//!   `spin-matched-route`, `spin-base-path`, `spin-raw-component-route`,
+//!   `spin-component-route`, `spin-client-addr`), overwriting client-sent ones;
+//! * the route: requests outside it get 404 without running the guest.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full};
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use crate::allowed_hosts::AllowedHost;
+use crate::engine::{compiled_component, engine};
+use crate::exchange::{Exchange, OutboundRecord};
+
+mod bindings {
+    //! Host side of the Spin interfaces, generated from the repository's `wit/`.
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        interfaces: "
+            import fermyon:spin/variables@2.0.0;
+            import fermyon:spin/key-value@2.0.0;
+        ",
+        with: {
+            "fermyon:spin/key-value.store": super::OpenStore,
+        },
+    });
+}
+
+use bindings::fermyon::spin::{key_value, variables};
+
+/// Capacity of each captured stdio stream per request.
+const STDIO_CAPACITY: usize = 4 << 20;
+/// Spin's limit of simultaneously open key-value stores per instance.
+const STORE_TABLE_CAPACITY: usize = 256;
+/// The only store the emulated runtime defines.
+const DEFAULT_STORE: &str = "default";
+
+/// The in-memory key-value store shared by all requests of a [`SpinHost`]
+/// (Spin's `default` store). Cloning shares the same data.
+#[derive(Debug, Clone, Default)]
+pub struct KeyValueStore(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
+
+impl KeyValueStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The underlying shared map.
+    pub fn shared(&self) -> Arc<Mutex<BTreeMap<String, Vec<u8>>>> {
+        self.0.clone()
+    }
+
+    /// Value of `key`.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+
+    /// Set `key` to `value`.
+    pub fn set(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.0.lock().unwrap().insert(key.into(), value.into());
+    }
+
+    /// Remove `key`; returns whether it existed.
+    pub fn delete(&self, key: &str) -> bool {
+        self.0.lock().unwrap().remove(key).is_some()
+    }
+
+    /// All keys, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        self.0.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Copy of the whole store.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Remove everything.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl From<BTreeMap<String, Vec<u8>>> for KeyValueStore {
+    fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
+        Self(Arc::new(Mutex::new(map)))
+    }
+}
+
+/// Resource behind `fermyon:spin/key-value.store`.
+#[doc(hidden)]
+pub struct OpenStore;
+
+/// Configuration shared by all requests of one host.
+#[derive(Debug)]
+struct Config {
+    component_id: String,
+    variables: BTreeMap<String, String>,
+    key_value_stores: Vec<String>,
+    kv: KeyValueStore,
+    allowed_outbound_hosts: Vec<AllowedHost>,
+    client_addr: Option<String>,
+    route: Route,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+/// Spin route of the component: exact (`/webhook`) or wildcard (`/webhook/...`).
+#[derive(Debug, Clone)]
+struct Route {
+    raw: String,
+    /// Prefix for wildcard routes (`""` for `/...`), `None` for exact routes.
+    wildcard_prefix: Option<String>,
+}
+
+impl Route {
+    fn parse(raw: &str) -> anyhow::Result<Self> {
+        if !raw.starts_with('/') {
+            bail!("route {raw:?} must start with '/'");
+        }
+        let wildcard_prefix = raw
+            .strip_suffix("/...")
+            .map(|prefix| prefix.trim_end_matches('/').to_string());
+        Ok(Self {
+            raw: raw.to_string(),
+            wildcard_prefix,
+        })
+    }
+
+    /// Path info (`spin-path-info`) if `path` matches this route.
+    fn path_info(&self, path: &str) -> Option<String> {
+        match &self.wildcard_prefix {
+            Some(prefix) => {
+                let rest = path.strip_prefix(prefix.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then(|| rest.to_string())
+            }
+            None => (path.trim_end_matches('/') == self.raw.trim_end_matches('/'))
+                .then(String::new),
+        }
+    }
+
+    /// `spin-component-route`: the route without the trailing `/...`.
+    fn component_route(&self) -> &str {
+        self.wildcard_prefix.as_deref().unwrap_or(&self.raw)
+    }
+}
+
+/// Builder for [`SpinHost`]; see the setter docs for defaults.
+#[derive(Debug, Clone)]
+pub struct SpinHostBuilder {
+    wasm: PathBuf,
+    component_id: String,
+    variables: BTreeMap<String, String>,
+    key_value_stores: Vec<String>,
+    kv: KeyValueStore,
+    allowed_outbound_hosts: Vec<String>,
+    client_addr: Option<String>,
+    route: String,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl SpinHostBuilder {
+    /// Set Spin variable `name` (as `[component.x.variables]` would).
+    pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Set several Spin variables.
+    pub fn variables<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.variables
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Use `store` as the `default` key-value store (to pre-seed it or share it
+    /// between hosts). Default: a new empty store, see [`SpinHost::kv`].
+    pub fn kv_store(mut self, store: KeyValueStore) -> Self {
+        self.kv = store;
+        self
+    }
+
+    /// The component's `key_value_stores` list. Default `["default"]`; pass an
+    /// empty list to emulate a component without key-value access.
+    pub fn key_value_stores<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Self {
+        self.key_value_stores = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Add one `allowed_outbound_hosts` entry, e.g. `http://127.0.0.1:18081`.
+    /// Default: none (all outbound HTTP denied, as in Spin).
+    pub fn allow_outbound(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_outbound_hosts.push(origin.into());
+        self
+    }
+
+    /// Replace the `allowed_outbound_hosts` list.
+    pub fn allowed_outbound_hosts<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.allowed_outbound_hosts = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Value the host puts in `spin-client-addr` (overwriting any value the
+    /// client sent). Default `Some("127.0.0.1:50000")`. `None` emulates a Spin
+    /// runtime that does not set the header: client-sent values pass through.
+    pub fn client_addr(mut self, addr: Option<impl Into<String>>) -> Self {
+        self.client_addr = addr.map(Into::into);
+        self
+    }
+
+    /// The component's HTTP route. Default `/...` (everything).
+    pub fn route(mut self, route: impl Into<String>) -> Self {
+        self.route = route.into();
+        self
+    }
+
+    /// Component id used in Spin's error messages. Default `tv-kraken`.
+    pub fn component_id(mut self, id: impl Into<String>) -> Self {
+        self.component_id = id.into();
+        self
+    }
+
+    /// WASI environment variable for the guest (Spin's component
+    /// `environment` table). Default: none.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Per-request limit; exceeding it panics with the output so far.
+    /// Default 30 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Validate the configuration, compile (or reuse) the component and
+    /// pre-instantiate it.
+    pub fn try_build(self) -> anyhow::Result<SpinHost> {
+        for name in self.variables.keys() {
+            validate_variable_name(name).map_err(|reason| {
+                anyhow::anyhow!("invalid variable name {name:?}: {reason}")
+            })?;
+        }
+        let allowed_outbound_hosts = self
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| AllowedHost::parse(h).with_context(|| format!("allowed_outbound_hosts entry {h:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pre = proxy_pre(&self.wasm)?;
+        Ok(SpinHost {
+            pre,
+            config: Arc::new(Config {
+                component_id: self.component_id,
+                variables: self.variables,
+                key_value_stores: self.key_value_stores,
+                kv: self.kv,
+                allowed_outbound_hosts,
+                client_addr: self.client_addr,
+                route: Route::parse(&self.route)?,
+                env: self.env,
+                timeout: self.timeout,
+            }),
+        })
+    }
+
+    /// [`try_build`](Self::try_build), panicking on error.
+    pub fn build(self) -> SpinHost {
+        let wasm = self.wasm.clone();
+        self.try_build()
+            .unwrap_or_else(|e| panic!("SpinHost for {}: {e:?}", wasm.display()))
+    }
+}
+
+/// Spin's variable-name rules (lower-case letters, digits, single underscores;
+/// starts with a letter, ends with a letter or digit).
+fn validate_variable_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("must not be empty".to_string())
+    } else if let Some(invalid) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        Err(format!(
+            "invalid character {invalid:?}. Variable names may contain only lower-case letters, numbers, and underscores."
+        ))
+    } else if !name.as_bytes()[0].is_ascii_lowercase() {
+        Err("must start with a lowercase ASCII letter".to_string())
+    } else if !name.as_bytes()[name.len() - 1].is_ascii_alphanumeric() {
+        Err("must end with a lowercase ASCII letter or digit".to_string())
+    } else if name.contains("__") {
+        Err("must not contain multiple consecutive underscores".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// Linker + pre-instantiation, cached per component like the compilation.
+fn proxy_pre(wasm: &Path) -> anyhow::Result<ProxyPre<HostState>> {
+    type Slot = Arc<OnceLock<Result<ProxyPre<HostState>, String>>>;
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
+    let component = compiled_component(wasm)?;
+    let key = wasm.canonicalize()?;
+    let slot = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(key)
+        .or_default()
+        .clone();
+    let build = || -> anyhow::Result<ProxyPre<HostState>> {
+        let mut linker = Linker::<HostState>::new(engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        variables::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        key_value::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .context("component imports something the Spin host does not provide")?;
+        Ok(ProxyPre::new(pre)?)
+    };
+    let pre = slot.get_or_init(|| build().map_err(|e| format!("{e:?}")));
+    pre.clone().map_err(anyhow::Error::msg)
+}
+
+/// Embedded Spin emulation; cheap to clone, safe to use from many tasks at
+/// once (each request gets its own `Store` and instance).
+#[derive(Clone)]
+pub struct SpinHost {
+    pre: ProxyPre<HostState>,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for SpinHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpinHost")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpinHost {
+    /// Start configuring a host for the component at `wasm`.
+    pub fn builder(wasm: impl Into<PathBuf>) -> SpinHostBuilder {
+        SpinHostBuilder {
+            wasm: wasm.into(),
+            component_id: "tv-kraken".to_string(),
+            variables: BTreeMap::new(),
+            key_value_stores: vec![DEFAULT_STORE.to_string()],
+            kv: KeyValueStore::new(),
+            allowed_outbound_hosts: Vec::new(),
+            client_addr: Some("127.0.0.1:50000".to_string()),
+            route: "/...".to_string(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The shared `default` key-value store (inspect or seed it from tests).
+    pub fn kv(&self) -> &KeyValueStore {
+        &self.config.kv
+    }
+
+    /// Handle one request on a fresh instance.
+    ///
+    /// The request URI may be relative (`/webhook?x=1`); the `host` header
+    /// (default `localhost:3000`, as `spin up` listens) provides the
+    /// authority then.
+    pub async fn handle(&self, req: http::Request<Bytes>) -> Exchange {
+        let timeout = self.config.timeout;
+        let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let outbound = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let run = self.run(req, stdout.clone(), stderr.clone(), outbound.clone());
+        let result = tokio::time::timeout(timeout, run).await;
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&stdout.contents()).into_owned();
+        let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
+        let outbound = outbound.lock().unwrap().clone();
+        let Ok(result) = result else {
+            panic!(
+                "request did not complete within {timeout:?}\n--- guest stdout ---\n{stdout}\n--- guest stderr ---\n{stderr}\noutbound: {outbound:#?}"
+            );
+        };
+        let (status, headers, body, error) = match result {
+            Ok(Response::Guest(resp)) => (resp.status, resp.headers, resp.body, resp.error),
+            Ok(Response::NotFound) => (404, HeaderMap::new(), Bytes::new(), None),
+            Err(e) => (500, HeaderMap::new(), Bytes::new(), Some(format!("{e:?}"))),
+        };
+        Exchange {
+            status,
+            headers,
+            body,
+            stdout,
+            stderr,
+            elapsed,
+            outbound,
+            error,
+        }
+    }
+
+    /// [`handle`](Self::handle) on the crate's shared runtime, for plain
+    /// `#[test]`s. Must not be called from inside an async runtime.
+    pub fn handle_blocking(&self, req: http::Request<Bytes>) -> Exchange {
+        crate::runtime().block_on(self.handle(req))
+    }
+
+    async fn run(
+        &self,
+        req: http::Request<Bytes>,
+        stdout: MemoryOutputPipe,
+        stderr: MemoryOutputPipe,
+        outbound: Arc<Mutex<Vec<OutboundRecord>>>,
+    ) -> anyhow::Result<Response> {
+        let config = &self.config;
+        let (mut parts, body) = req.into_parts();
+        let Some(path_info) = config.route.path_info(parts.uri.path()) else {
+            return Ok(Response::NotFound);
+        };
+        let host = match parts.uri.authority() {
+            Some(authority) => authority.to_string(),
+            None => parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost:3000")
+                .to_string(),
+        };
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        parts.uri = format!("http://{host}{path_and_query}")
+            .parse()
+            .context("request URI")?;
+        if !parts.headers.contains_key(http::header::HOST) {
+            parts.headers.insert(http::header::HOST, HeaderValue::from_str(&host)?);
+        }
+        let mut spin_headers = vec![
+            ("spin-path-info", path_info),
+            ("spin-full-url", format!("http://{host}{path_and_query}")),
+            ("spin-matched-route", config.route.raw.clone()),
+            ("spin-base-path", "/".to_string()),
+            ("spin-raw-component-route", config.route.raw.clone()),
+            ("spin-component-route", config.route.component_route().to_string()),
+        ];
+        if let Some(addr) = &config.client_addr {
+            spin_headers.push(("spin-client-addr", addr.clone()));
+        }
+        for (name, value) in spin_headers {
+            parts
+                .headers
+                .insert(HeaderName::from_static(name), HeaderValue::from_str(&value)?);
+        }
+        let req = http::Request::from_parts(parts, Full::new(body));
+
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout).stderr(stderr);
+        for (name, value) in &config.env {
+            wasi.env(name, value);
+        }
+        let state = HostState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                allowed: config.allowed_outbound_hosts.clone().into(),
+                records: outbound,
+            },
+            config: config.clone(),
+            open_stores: 0,
+        };
+        let mut store = Store::new(engine(), state);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = self.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        });
+
+        let response = match receiver.await {
+            Ok(Ok(resp)) => {
+                let (parts, body) = resp.into_parts();
+                // Collect while the guest may still be streaming the body.
+                let body = body.collect().await.map(|c| c.to_bytes());
+                Some((parts, body))
+            }
+            Ok(Err(code)) => bail!("guest set an error response: {code:?}"),
+            Err(_) => None,
+        };
+        // The guest may keep running after sending the response; wait so its
+        // output is complete.
+        let outcome = match task.await {
+            Ok(Ok(())) => None,
+            Ok(Err(trap)) => Some(format!("{trap:?}")),
+            Err(join) => Some(format!("guest task failed: {join}")),
+        };
+        match response {
+            Some((parts, Ok(body))) => Ok(Response::Guest(GuestResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+                error: outcome,
+            })),
+            Some((_, Err(e))) => Ok(Response::Guest(GuestResponse {
+                status: 500,
+                headers: HeaderMap::new(),
+                body: Bytes::new(),
+                error: Some(format!("response body failed: {e:?}; {outcome:?}")),
+            })),
+            None => Ok(Response::Guest(GuestResponse {
+                status: 500,
+                headers: HeaderMap::new(),
+                body: Bytes::new(),
+                error: Some(
+                    outcome.unwrap_or_else(|| {
+                        "guest never invoked `response-outparam::set`".to_string()
+                    }),
+                ),
+            })),
+        }
+    }
+}
+
+enum Response {
+    Guest(GuestResponse),
+    NotFound,
+}
+
+struct GuestResponse {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+    error: Option<String>,
+}
+
+/// Per-request store data.
+struct HostState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    config: Arc<Config>,
+    open_stores: usize,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl variables::Host for HostState {
+    fn get(&mut self, name: String) -> Result<String, variables::Error> {
+        validate_variable_name(&name)
+            .map_err(|reason| variables::Error::InvalidName(format!("{name:?}: {reason}")))?;
+        self.config.variables.get(&name).cloned().ok_or_else(|| {
+            variables::Error::Undefined(format!(
+                "no variable for {:?}.{name:?}",
+                self.config.component_id
+            ))
+        })
+    }
+}
+
+impl key_value::Host for HostState {}
+
+impl key_value::HostStore for HostState {
+    fn open(&mut self, label: String) -> Result<Resource<OpenStore>, key_value::Error> {
+        if !self.config.key_value_stores.contains(&label) {
+            return Err(key_value::Error::AccessDenied);
+        }
+        if label != DEFAULT_STORE {
+            return Err(key_value::Error::NoSuchStore);
+        }
+        if self.open_stores >= STORE_TABLE_CAPACITY {
+            return Err(key_value::Error::StoreTableFull);
+        }
+        let handle = self
+            .table
+            .push(OpenStore)
+            .map_err(|e| key_value::Error::Other(e.to_string()))?;
+        self.open_stores += 1;
+        Ok(handle)
+    }
+
+    fn get(
+        &mut self,
+        _store: Resource<OpenStore>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, key_value::Error> {
+        Ok(self.config.kv.get(&key))
+    }
+
+    fn set(
+        &mut self,
+        _store: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), key_value::Error> {
+        self.config.kv.set(key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, _store: Resource<OpenStore>, key: String) -> Result<(), key_value::Error> {
+        self.config.kv.delete(&key);
+        Ok(())
+    }
+
+    fn exists(&mut self, _store: Resource<OpenStore>, key: String) -> Result<bool, key_value::Error> {
+        Ok(self.config.kv.get(&key).is_some())
+    }
+
+    fn get_keys(&mut self, _store: Resource<OpenStore>) -> Result<Vec<String>, key_value::Error> {
+        Ok(self.config.kv.keys())
+    }
+
+    fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        self.open_stores -= 1;
+        Ok(())
+    }
+}
+
+/// `allowed_outbound_hosts` enforcement and request recording.
+#[derive(Clone)]
+struct OutboundHooks {
+    allowed: Arc<[AllowedHost]>,
+    records: Arc<Mutex<Vec<OutboundRecord>>>,
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> ResponseFuture {
+        let hooks = self.clone();
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            let allowed = hooks.allowed.iter().any(|h| h.allows(&parts.uri));
+            let mut record = OutboundRecord {
+                method: parts.method.clone(),
+                uri: parts.uri.to_string(),
+                headers: parts.headers.clone(),
+                body: Bytes::new(),
+                allowed,
+                status: None,
+            };
+            if !allowed {
+                // Spin refuses before reading the body or connecting.
+                hooks.records.lock().unwrap().push(record);
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let index = {
+                let mut records = hooks.records.lock().unwrap();
+                records.push(record.clone());
+                records.len() - 1
+            };
+            let body = body.collect().await?.to_bytes();
+            record.body = body.clone();
+            hooks.records.lock().unwrap()[index] = record;
+            let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let request = http::Request::from_parts(parts, body);
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            hooks.records.lock().unwrap()[index].status = Some(response.status().as_u16());
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! `kraken-sim`: runs the Kraken spot REST simulator until killed.
+//!
+//! ```text
+//! kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]
+//! ```
+//!
+//! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key` and
+//! Kraken's published example secret). `SIM_API_KEY` / `SIM_API_SECRET` /
+//! `SIM_OTP` are read when the flags are absent. One line per request goes to
+//! stderr; secrets and signatures are never printed.
+
+use kraken_sim::{Account, Sim, SimOptions};
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+const USAGE: &str = "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]";
+
+fn main() -> anyhow::Result<()> {
+    let mut listen = "127.0.0.1:18081".to_string();
+    let mut api_key = std::env::var("SIM_API_KEY").ok();
+    let mut api_secret = std::env::var("SIM_API_SECRET").ok();
+    let mut otp = std::env::var("SIM_OTP").ok();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(v) => v,
+            None => anyhow::bail!("{flag} needs a value\n{USAGE}"),
+        };
+        match flag.as_str() {
+            "--listen" => listen = value,
+            "--api-key" => api_key = Some(value),
+            "--api-secret" => api_secret = Some(value),
+            "--otp" => otp = Some(value),
+            _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
+        }
+    }
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad --listen address {listen:?}: {e}"))?;
+    let mut account = Account::test_default();
+    if let Some(k) = api_key.filter(|k| !k.is_empty()) {
+        account.api_key = k;
+    }
+    if let Some(s) = api_secret.filter(|s| !s.is_empty()) {
+        account.api_secret = s;
+    }
+    account.otp = otp.filter(|o| !o.is_empty());
+    let sim = Sim::try_start(SimOptions {
+        listen,
+        accounts: vec![account],
+        log_requests: true,
+        ..SimOptions::default()
+    })?;
+    println!("kraken-sim listening on {}", sim.url());
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::park();
+    }
+}

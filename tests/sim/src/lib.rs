@@ -1,0 +1,27 @@
+//! A simulator of Kraken's spot REST API for tests and local trials.
+//!
+//! Kraken has no spot sandbox, so the bridge's tests talk to this simulator
+//! over loopback HTTP. It authenticates requests exactly as Kraken documents
+//! (`API-Key`, `API-Sign`, nonces), validates `AddOrder` with Kraken's rules
+//! and error strings, books and fills orders against a small pair table, and
+//! can inject faults (delays, dropped connections, HTTP errors, Kraken errors)
+//! per request.
+//!
+//! - [`model`]: the exchange itself, with no I/O.
+//! - [`server`]: the HTTP front ([`Sim`]) on its own runtime and thread.
+//! - [`sign`]: `API-Sign` computation and verification.
+//! - [`params`]: form/JSON body decoding.
+//! - [`errors`]: the error strings answered.
+
+pub mod errors;
+pub mod model;
+pub mod params;
+pub mod server;
+pub mod sign;
+pub mod time;
+
+pub use model::{
+    Account, BookedOrder, Exchange, Fault, FaultKind, OrderStatus, Pair, RequestRecord,
+};
+pub use params::Params;
+pub use server::{Sim, SimOptions};

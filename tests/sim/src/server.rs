@@ -1,0 +1,488 @@
+//! HTTP front of the simulator: a hyper 1 server on its own tokio runtime in a
+//! background thread, so it serves plain `#[test]`s and `#[tokio::test]`s
+//! alike.
+//!
+//! Routes:
+//! - `POST /0/private/<Method>`: private Kraken methods (faults apply here).
+//! - `GET /0/public/<Method>`: public Kraken methods.
+//! - `/_sim/...`: JSON control endpoints for scripts (see [`Sim`]).
+//! - anything else: 404.
+//!
+//! Private requests are processed in their own task, so a request that the
+//! client abandons (timeout, closed connection) still reaches the exchange,
+//! as on the real one.
+
+use crate::model::{Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, Reply, RequestRecord};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// How the simulator is started.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    pub listen: SocketAddr,
+    /// Accounts; the first one is the primary account that the
+    /// [`Sim`] helpers (`set_balance`, …) act on.
+    pub accounts: Vec<Account>,
+    /// Print one line per request to stderr (never secrets or signatures).
+    pub log_requests: bool,
+    /// Whether `validate=true` also checks funds (default true).
+    pub validate_checks_funds: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            accounts: vec![Account::test_default()],
+            log_requests: false,
+            validate_checks_funds: true,
+        }
+    }
+}
+
+fn build_exchange(options: &SimOptions) -> anyhow::Result<Exchange> {
+    let mut ex = Exchange::new(&options.accounts)?;
+    ex.validate_checks_funds = options.validate_checks_funds;
+    Ok(ex)
+}
+
+struct Shared {
+    exchange: Mutex<Exchange>,
+    options: SimOptions,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Exchange> {
+        self.exchange.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn primary_key(&self) -> String {
+        self.options
+            .accounts
+            .first()
+            .map(|a| a.api_key.clone())
+            .unwrap_or_default()
+    }
+
+    fn log(&self, rec: Option<RequestRecord>) {
+        if !self.options.log_requests {
+            return;
+        }
+        let Some(r) = rec else { return };
+        let sig = match r.signature_valid {
+            Some(true) => "ok",
+            Some(false) => "bad",
+            None => "-",
+        };
+        let status = r.status.map_or("dropped".to_string(), |s| s.to_string());
+        let fault = r.fault.map_or("-".to_string(), |f| format!("{f:?}"));
+        eprintln!(
+            "kraken-sim: #{} {} {} sig={} status={} errors={:?} booked={:?} fault={}",
+            r.seq, r.http_method, r.path, sig, status, r.errors, r.booked, fault
+        );
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A running simulator. Stops (and frees its port) when dropped.
+///
+/// All methods are synchronous and thread-safe.
+pub struct Sim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sim").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// Starts the simulator and returns once it is listening. Panics if it
+    /// cannot (bad secret, address in use); see [`Sim::try_start`].
+    pub fn start(options: SimOptions) -> Sim {
+        Self::try_start(options).expect("kraken-sim failed to start")
+    }
+
+    /// Starts the simulator and returns once it is listening.
+    pub fn try_start(options: SimOptions) -> anyhow::Result<Sim> {
+        let exchange = build_exchange(&options)?;
+        let listener = std::net::TcpListener::bind(options.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            exchange: Mutex::new(exchange),
+            options,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kraken-sim-worker")
+            .enable_all()
+            .build()?;
+        let (tx, rx) = oneshot::channel();
+        let serving = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("kraken-sim".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => serve(l, serving, rx).await,
+                        Err(err) => eprintln!("kraken-sim: cannot listen: {err}"),
+                    }
+                });
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            })?;
+        Ok(Sim {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Listening port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The primary account (first of [`SimOptions::accounts`]).
+    pub fn account(&self) -> Account {
+        self.shared.options.accounts.first().cloned().expect("no account configured")
+    }
+
+    /// Every booked order, oldest first, with its `AddOrder` parameters and
+    /// current state.
+    pub fn orders(&self) -> Vec<BookedOrder> {
+        self.shared.lock().orders.clone()
+    }
+
+    /// Every request received (except `/_sim/` calls), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Queues a fault for a coming private request.
+    pub fn push_fault(&self, fault: Fault) {
+        self.shared.lock().push_fault(fault);
+    }
+
+    /// Sets a balance of the primary account. Panics if `value` is not a
+    /// decimal.
+    pub fn set_balance(&self, asset: &str, value: &str) {
+        let v = Decimal::from_str(value).unwrap_or_else(|_| panic!("bad balance {value:?}"));
+        let key = self.shared.primary_key();
+        self.shared.lock().set_balance(&key, asset, v);
+    }
+
+    /// A balance of the primary account (including held funds).
+    pub fn balance(&self, asset: &str) -> Decimal {
+        let key = self.shared.primary_key();
+        self.shared.lock().balance(&key, asset)
+    }
+
+    /// Sets a pair's `status` (`online`, `cancel_only`, `post_only`,
+    /// `limit_only`, `reduce_only`, …). Panics if the pair is unknown.
+    pub fn set_pair_status(&self, pair: &str, status: &str) {
+        assert!(self.shared.lock().set_pair_status(pair, status), "unknown pair {pair:?}");
+    }
+
+    /// Sets a pair's last trade price (market fills, ticker). Panics if the
+    /// pair is unknown or the price is not a positive decimal.
+    pub fn set_last_price(&self, pair: &str, price: &str) {
+        let p = Decimal::from_str(price).unwrap_or_else(|_| panic!("bad price {price:?}"));
+        assert!(self.shared.lock().set_last_price(pair, p), "cannot set price of {pair:?}");
+    }
+
+    /// Sets `SystemStatus.status` (`online`, `maintenance`, `cancel_only`,
+    /// `post_only`).
+    pub fn set_system_status(&self, status: &str) {
+        self.shared.lock().system_status = status.to_string();
+    }
+
+    /// Fills an open order at its price (maker fee); false if there is no
+    /// open order with this txid.
+    pub fn fill_order(&self, txid: &str) -> bool {
+        self.shared.lock().fill_order(txid, now())
+    }
+
+    /// Back to the initial state: balances, nonces, orders, log, faults,
+    /// pairs and prices.
+    pub fn reset(&self) {
+        let fresh = build_exchange(&self.shared.options).expect("options were valid at start");
+        *self.shared.lock() = fresh;
+    }
+
+    /// Runs `f` on the exchange state, for anything the helpers do not cover.
+    pub fn with_exchange<R>(&self, f: impl FnOnce(&mut Exchange) -> R) -> R {
+        f(&mut self.shared.lock())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut shutdown: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(shared.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+/// Returned by the service to make hyper close the connection without
+/// writing a response.
+#[derive(Debug)]
+struct DropConnection;
+
+impl fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+type HttpResult = Result<Response<Full<Bytes>>, DropConnection>;
+
+fn response(reply: Reply) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(reply.status)
+        .header("content-type", reply.content_type)
+        .body(Full::new(Bytes::from(reply.body)))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"bad status")));
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}
+
+struct Incoming0 {
+    http_method: String,
+    path: String,
+    api_key: Option<String>,
+    api_sign: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResult {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return Ok(response(Reply::text(413, "request body too large"))),
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let http_method = parts.method.as_str().to_string();
+
+    if path == "/_sim" || path.starts_with("/_sim/") {
+        return Ok(response(control(&shared, &http_method, &path, &body)));
+    }
+    if path.starts_with("/0/private/") {
+        let incoming = Incoming0 {
+            http_method,
+            path,
+            api_key: header("api-key"),
+            api_sign: header("api-sign"),
+            content_type: header("content-type"),
+            body,
+        };
+        // Own task: the exchange handles the request even if the client
+        // goes away meanwhile.
+        return match tokio::spawn(private(shared, incoming)).await {
+            Ok(Some(reply)) => Ok(response(reply)),
+            _ => Err(DropConnection),
+        };
+    }
+    let t = now();
+    let (reply, rec) = {
+        let mut ex = shared.lock();
+        let reply = if path.starts_with("/0/public/") {
+            ex.public(&http_method, &path, t)
+        } else {
+            ex.record_other(&http_method, &path, 404, t);
+            Reply::text(404, "not found")
+        };
+        (reply, ex.requests.last().cloned())
+    };
+    shared.log(rec);
+    Ok(response(reply))
+}
+
+async fn private(shared: Arc<Shared>, req: Incoming0) -> Option<Reply> {
+    let method = crate::model::split_method(&req.path, "/0/private/").map_or("", |(m, _)| m);
+    let fault = shared.lock().take_fault(method);
+    if let Some(FaultKind::Delay { ms }) = fault {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let preq = PrivateRequest {
+        http_method: &req.http_method,
+        path: &req.path,
+        api_key: req.api_key.as_deref(),
+        api_sign: req.api_sign.as_deref(),
+        content_type: req.content_type.as_deref(),
+        body: &req.body,
+    };
+    let (outcome, rec) = {
+        let mut ex = shared.lock();
+        let outcome = ex.private(&preq, now(), fault);
+        (outcome, ex.requests.last().cloned())
+    };
+    shared.log(rec);
+    if outcome.delay_after_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(outcome.delay_after_ms)).await;
+    }
+    match outcome.answer {
+        Answer::Reply(r) => Some(r),
+        Answer::Drop => None,
+    }
+}
+
+fn ok_json() -> Reply {
+    Reply::json(200, &json!({ "ok": true }))
+}
+
+fn bad_request(msg: &str) -> Reply {
+    Reply::json(400, &json!({ "ok": false, "error": msg }))
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, Reply> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request(&format!("missing string field {name:?}")))
+}
+
+fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply {
+    let route = path.split('?').next().unwrap_or(path);
+    let parsed = || serde_json::from_slice::<Value>(body).map_err(|e| bad_request(&e.to_string()));
+    let result: Result<Reply, Reply> = (|| match (http_method, route) {
+        ("GET", "/_sim/health") => Ok(ok_json()),
+        ("GET", "/_sim/orders") => Ok(Reply::json(200, &json!(shared.lock().orders))),
+        ("GET", "/_sim/requests") => Ok(Reply::json(200, &json!(shared.lock().requests))),
+        ("POST", "/_sim/faults") => {
+            let fault: Fault = serde_json::from_slice(body).map_err(|e| bad_request(&e.to_string()))?;
+            shared.lock().push_fault(fault);
+            Ok(ok_json())
+        }
+        ("POST", "/_sim/reset") => {
+            let fresh = build_exchange(&shared.options).map_err(|e| bad_request(&e.to_string()))?;
+            *shared.lock() = fresh;
+            Ok(ok_json())
+        }
+        ("POST", "/_sim/balance") => {
+            let v = parsed()?;
+            let asset = field(&v, "asset")?;
+            let value = Decimal::from_str(field(&v, "value")?).map_err(|e| bad_request(&e.to_string()))?;
+            let key = v
+                .get("api_key")
+                .and_then(Value::as_str)
+                .map_or_else(|| shared.primary_key(), str::to_string);
+            if shared.lock().set_balance(&key, asset, value) {
+                Ok(ok_json())
+            } else {
+                Err(bad_request("unknown api_key"))
+            }
+        }
+        ("POST", "/_sim/pair-status") => {
+            let v = parsed()?;
+            if shared.lock().set_pair_status(field(&v, "pair")?, field(&v, "status")?) {
+                Ok(ok_json())
+            } else {
+                Err(bad_request("unknown pair"))
+            }
+        }
+        ("POST", "/_sim/last-price") => {
+            let v = parsed()?;
+            let price = Decimal::from_str(field(&v, "price")?).map_err(|e| bad_request(&e.to_string()))?;
+            if shared.lock().set_last_price(field(&v, "pair")?, price) {
+                Ok(ok_json())
+            } else {
+                Err(bad_request("unknown pair or price not positive"))
+            }
+        }
+        ("POST", "/_sim/system-status") => {
+            let v = parsed()?;
+            shared.lock().system_status = field(&v, "status")?.to_string();
+            Ok(ok_json())
+        }
+        ("POST", "/_sim/fill") => {
+            let v = parsed()?;
+            if shared.lock().fill_order(field(&v, "txid")?, now()) {
+                Ok(ok_json())
+            } else {
+                Err(bad_request("no open order with this txid"))
+            }
+        }
+        _ => Ok(Reply::json(404, &json!({ "ok": false, "error": "unknown control endpoint" }))),
+    })();
+    result.unwrap_or_else(|r| r)
+}
