@@ -281,20 +281,20 @@ impl Alert {
             }),
         };
 
-        let order_type = match text(object, "order_type", 32)?.map(|s| s.trim().to_ascii_lowercase())
-        {
-            None => OrderType::Market,
-            Some(t) => *OrderType::ALL
-                .iter()
-                .find(|o| o.as_str() == t)
-                .ok_or_else(|| {
-                    FieldError::new(
-                        "order_type",
-                        "must be market, limit, stop-loss, take-profit, stop-loss-limit, \
+        let order_type =
+            match text(object, "order_type", 32)?.map(|s| s.trim().to_ascii_lowercase()) {
+                None => OrderType::Market,
+                Some(t) => *OrderType::ALL
+                    .iter()
+                    .find(|o| o.as_str() == t)
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "order_type",
+                            "must be market, limit, stop-loss, take-profit, stop-loss-limit, \
                          take-profit-limit, trailing-stop or trailing-stop-limit",
-                    )
-                })?,
-        };
+                        )
+                    })?,
+            };
 
         let volume = decimal(object, "volume")?;
         let price = decimal(object, "price")?;
@@ -318,11 +318,7 @@ impl Alert {
 
 /// A short, printable rendering of an untrusted key for an error body.
 fn printable(key: &str) -> String {
-    let mut out: String = key
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
+    let mut out: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
     if key.chars().count() > 64 {
         out.push('…');
     }
@@ -403,7 +399,11 @@ mod tests {
             b"{\"a\":\"\xff\"}",
             br#"{"a":1,}"#,
         ] {
-            assert!(parse_object(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_object(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -437,9 +437,15 @@ mod tests {
     #[test]
     fn numbers_keep_their_exact_text() {
         let a = alert(r#"{"volume":0.1000000000000000055511151231}"#).unwrap();
-        assert_eq!(a.volume.unwrap().to_plain(), "0.1000000000000000055511151231");
+        assert_eq!(
+            a.volume.unwrap().to_plain(),
+            "0.1000000000000000055511151231"
+        );
         // More digits than an exact decimal holds are refused, never rounded.
-        assert_eq!(field_of(r#"{"volume":0.1000000000000000055511151231257827}"#), "volume");
+        assert_eq!(
+            field_of(r#"{"volume":0.1000000000000000055511151231257827}"#),
+            "volume"
+        );
         let a = alert(r#"{"volume":0.3}"#).unwrap();
         assert_eq!(a.volume.unwrap().to_plain(), "0.3");
     }
@@ -468,7 +474,10 @@ mod tests {
         assert_eq!(field_of(&format!(r#"{{"id":"{}"}}"#, "a".repeat(65))), "id");
         assert_eq!(field_of(r#"{"timestamp":"yesterday"}"#), "timestamp");
         assert_eq!(field_of(r#"{"validate":"yes"}"#), "validate");
-        assert_eq!(field_of(&format!(r#"{{"comment":"{}"}}"#, "c".repeat(257))), "comment");
+        assert_eq!(
+            field_of(&format!(r#"{{"comment":"{}"}}"#, "c".repeat(257))),
+            "comment"
+        );
         assert_eq!(field_of(r#"{"comment":"a\u0000b"}"#), "comment");
         assert_eq!(field_of(r#"{"symbol":7}"#), "symbol");
         assert_eq!(field_of(r#"{"secret":7}"#), "secret");

@@ -171,7 +171,9 @@ mod tests {
         });
         mask(&mut v);
         let text = v.to_string();
-        for leaked in ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\"", "\"f\"", "\"g\"", "\"h\""] {
+        for leaked in [
+            "\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\"", "\"f\"", "\"g\"", "\"h\"",
+        ] {
             assert!(!text.contains(leaked), "{leaked} in {text}");
         }
         assert_eq!(v["pair"], "XBTUSD");

@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn rfc4231_vector() {
-        assert_eq!(sign_hex(b"Jefe", b"what do ya want for nothing?"), RFC4231_TC2);
+        assert_eq!(
+            sign_hex(b"Jefe", b"what do ya want for nothing?"),
+            RFC4231_TC2
+        );
         let secret = Secret::new("Jefe");
         let body = b"what do ya want for nothing?";
         assert_eq!(
@@ -156,7 +159,13 @@ mod tests {
             verify_signature(RFC4231_TC2, b"what do ya want for nothing!", &[&s]),
             Err(AuthFailure::BadSignature)
         );
-        for bad in ["", "abc", &RFC4231_TC2[..62], &format!("{RFC4231_TC2}00"), &"zz".repeat(32)] {
+        for bad in [
+            "",
+            "abc",
+            &RFC4231_TC2[..62],
+            &format!("{RFC4231_TC2}00"),
+            &"zz".repeat(32),
+        ] {
             assert_eq!(
                 verify_signature(bad, body, &[&s]),
                 Err(AuthFailure::MalformedSignature),
@@ -173,7 +182,13 @@ mod tests {
             verify_body_secret(Some("0123456789abcdef0123456789abcdeF"), &[&s]),
             Err(AuthFailure::WrongSecret)
         );
-        assert_eq!(verify_body_secret(None, &[&s]), Err(AuthFailure::MissingSecret));
-        assert_eq!(verify_body_secret(Some(""), &[&s]), Err(AuthFailure::WrongSecret));
+        assert_eq!(
+            verify_body_secret(None, &[&s]),
+            Err(AuthFailure::MissingSecret)
+        );
+        assert_eq!(
+            verify_body_secret(Some(""), &[&s]),
+            Err(AuthFailure::WrongSecret)
+        );
     }
 }

@@ -66,7 +66,7 @@ pub enum Step {
     /// Send the response and write the audit lines.
     Done(Done),
     /// Send the call, then hand what came back to [`Pending::resume`].
-    Send(Call, Pending),
+    Send(Call, Box<Pending>),
 }
 
 /// A finished request.
@@ -194,9 +194,14 @@ fn effective_config(cx: &Cx) -> Step {
         "dedupe_window_seconds": c.dedupe_window_seconds,
         "log_level": c.log_level,
     });
-    debug_assert!(SECRET_SETTINGS.iter().all(|s| settings[*s] == audit::MASK || settings[*s].is_null()));
+    debug_assert!(SECRET_SETTINGS
+        .iter()
+        .all(|s| settings[*s] == audit::MASK || settings[*s].is_null()));
     settings["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
-    cx.finish(Response::json(200, &settings, &cx.host.request_id), Vec::new())
+    cx.finish(
+        Response::json(200, &settings, &cx.host.request_id),
+        Vec::new(),
+    )
 }
 
 /// Whether the content type is one TradingView or a relay sends: JSON, plain text or none.
@@ -300,14 +305,14 @@ fn send_add_order(pending: Pending) -> Step {
         nonce,
         creds,
     ) {
-        Ok(call) => Step::Send(call, pending),
+        Ok(call) => Step::Send(call, Box::new(pending)),
         Err(_) => pending.cx.reject(Reject::Misconfigured, None),
     }
 }
 
 impl Pending {
     /// Resumes with what the adapter's call returned; `now` is the clock after the call.
-    pub fn resume(mut self, transport: Transport, now: Now) -> Step {
+    pub fn resume(mut self: Box<Self>, transport: Transport, now: Now) -> Step {
         self.cx.host.now = now;
         let order = &self.order;
         let base = |level, name| {
@@ -348,7 +353,12 @@ impl Pending {
             }
             AddOrder::Rejected { error } => {
                 let event = base(Level::Warn, "order_rejected").with("kraken_error", error.clone());
-                self.cx.reject(Reject::OrderRejected { kraken_error: error }, Some(event))
+                self.cx.reject(
+                    Reject::OrderRejected {
+                        kraken_error: error,
+                    },
+                    Some(event),
+                )
             }
             AddOrder::Transient { error } => {
                 let event = base(Level::Warn, "order_rejected")

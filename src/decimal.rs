@@ -24,11 +24,12 @@ impl Positive {
             None => (t, None),
         };
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        let valid = !int.is_empty()
-            && digits_ok(int)
-            && frac.is_none_or(|f| !f.is_empty() && digits_ok(f));
+        let valid =
+            !int.is_empty() && digits_ok(int) && frac.is_none_or(|f| !f.is_empty() && digits_ok(f));
         if !valid {
-            return Err("must be a plain decimal number such as 0.01 (no sign, exponent or spaces)");
+            return Err(
+                "must be a plain decimal number such as 0.01 (no sign, exponent or spaces)",
+            );
         }
         let value = Decimal::from_str(t).map_err(|_| "has too many digits")?;
         // rust_decimal silently rounds past 28 fractional digits: refuse instead.
@@ -76,7 +77,9 @@ mod tests {
         assert_eq!(Positive::parse("37500").unwrap().to_plain(), "37500");
         assert_eq!(Positive::parse("0.1").unwrap().value(), Decimal::new(1, 1));
         assert_eq!(
-            Positive::parse("0.000000000000000000000000001").unwrap().to_plain(),
+            Positive::parse("0.000000000000000000000000001")
+                .unwrap()
+                .to_plain(),
             "0.000000000000000000000000001"
         );
         assert_eq!(Positive::parse(" 2.5 ").unwrap().to_plain(), "2.5");
@@ -86,8 +89,24 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         for bad in [
-            "", "-1", "0", "0.000", "1e-3", "1E5", "NaN", "Infinity", "inf", "+1", ".5", "5.",
-            "1.2.3", "1,5", "0x10", "1 000", "١", "99999999999999999999999999999999",
+            "",
+            "-1",
+            "0",
+            "0.000",
+            "1e-3",
+            "1E5",
+            "NaN",
+            "Infinity",
+            "inf",
+            "+1",
+            ".5",
+            "5.",
+            "1.2.3",
+            "1,5",
+            "0x10",
+            "1 000",
+            "١",
+            "99999999999999999999999999999999",
             "0.00000000000000000000000000001",
         ] {
             assert!(Positive::parse(bad).is_err(), "{bad:?} should be refused");

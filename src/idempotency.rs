@@ -33,7 +33,10 @@ impl DedupeKey {
 
     /// Kraken's short-UUID form of `cl_ord_id`: 32 lower-case hex digits derived from the key.
     pub fn cl_ord_id(&self) -> String {
-        let digest = Sha256::digest(format!("tv-kraken-bridge/cl_ord_id/{}", self.as_store_key()));
+        let digest = Sha256::digest(format!(
+            "tv-kraken-bridge/cl_ord_id/{}",
+            self.as_store_key()
+        ));
         hex(&digest[..16])
     }
 }
@@ -70,7 +73,9 @@ mod tests {
     fn cl_ord_id_is_kraken_short_uuid_form() {
         let id = DedupeKey::new(Some("x"), b"").cl_ord_id();
         assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         // An id that looks like a body hash still differs from that body's key.
         let h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_ne!(

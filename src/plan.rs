@@ -116,7 +116,11 @@ mod tests {
 
     fn plan_of(body: &str, dry_run: bool) -> Result<OrderPlan, FieldError> {
         let alert = Alert::from_object(&parse_object(body.as_bytes()).unwrap()).unwrap();
-        plan(&alert, dry_run, &DedupeKey::new(alert.id.as_deref(), body.as_bytes()))
+        plan(
+            &alert,
+            dry_run,
+            &DedupeKey::new(alert.id.as_deref(), body.as_bytes()),
+        )
     }
 
     #[test]
@@ -159,11 +163,23 @@ mod tests {
             (r#"{"side":"buy","volume":"1"}"#, "symbol"),
             (r#"{"symbol":"XBTUSD","volume":"1"}"#, "side"),
             (r#"{"symbol":"XBTUSD","side":"buy"}"#, "volume"),
-            (r#"{"symbol":"XBTUSD","side":"buy","volume":"1","order_type":"limit"}"#, "price"),
-            (r#"{"symbol":"XBTUSD","side":"buy","volume":"1","order_type":"stop-loss","price":"1"}"#, "order_type"),
+            (
+                r#"{"symbol":"XBTUSD","side":"buy","volume":"1","order_type":"limit"}"#,
+                "price",
+            ),
+            (
+                r#"{"symbol":"XBTUSD","side":"buy","volume":"1","order_type":"stop-loss","price":"1"}"#,
+                "order_type",
+            ),
             (r#"{"action":"close","symbol":"XBTUSD"}"#, "action"),
-            (r#"{"symbol":"KRAKEN:XBTUSD","side":"buy","volume":"1"}"#, "symbol"),
-            (r#"{"symbol":"BTCUSDT.P","side":"buy","volume":"1"}"#, "symbol"),
+            (
+                r#"{"symbol":"KRAKEN:XBTUSD","side":"buy","volume":"1"}"#,
+                "symbol",
+            ),
+            (
+                r#"{"symbol":"BTCUSDT.P","side":"buy","volume":"1"}"#,
+                "symbol",
+            ),
         ] {
             assert_eq!(plan_of(body, false).unwrap_err().field, field, "{body}");
         }

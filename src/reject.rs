@@ -173,23 +173,44 @@ mod tests {
     fn every_variant_has_one_documented_status() {
         let cases = [
             (Reject::NotFound, 404, "not_found"),
-            (Reject::MethodNotAllowed { allow: "POST" }, 405, "method_not_allowed"),
+            (
+                Reject::MethodNotAllowed { allow: "POST" },
+                405,
+                "method_not_allowed",
+            ),
             (Reject::PayloadTooLarge, 413, "payload_too_large"),
             (Reject::UnsupportedMediaType, 415, "unsupported_media_type"),
-            (Reject::Unauthorized(AuthFailure::WrongSecret), 401, "unauthorized"),
-            (Reject::Unauthorized(AuthFailure::BadSignature), 401, "unauthorized"),
+            (
+                Reject::Unauthorized(AuthFailure::WrongSecret),
+                401,
+                "unauthorized",
+            ),
+            (
+                Reject::Unauthorized(AuthFailure::BadSignature),
+                401,
+                "unauthorized",
+            ),
             (Reject::Stale, 401, "stale"),
             (Reject::MalformedJson, 400, "malformed_json"),
-            (Reject::InvalidAlert(FieldError::new("side", "x")), 422, "invalid_alert"),
+            (
+                Reject::InvalidAlert(FieldError::new("side", "x")),
+                422,
+                "invalid_alert",
+            ),
             (Reject::TradingDisabled, 423, "trading_disabled"),
             (Reject::Misconfigured, 503, "misconfigured"),
             (
-                Reject::OrderRejected { kraken_error: "EOrder:Insufficient funds".into() },
+                Reject::OrderRejected {
+                    kraken_error: "EOrder:Insufficient funds".into(),
+                },
                 422,
                 "order_rejected",
             ),
             (
-                Reject::Unavailable { retry_after: 5, reason: "rate limited".into() },
+                Reject::Unavailable {
+                    retry_after: 5,
+                    reason: "rate limited".into(),
+                },
                 503,
                 "unavailable",
             ),

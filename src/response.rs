@@ -128,7 +128,10 @@ mod tests {
         );
         assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
         let r = Response::reject(
-            &Reject::Unavailable { retry_after: 7, reason: "x".into() },
+            &Reject::Unavailable {
+                retry_after: 7,
+                reason: "x".into(),
+            },
             Environment::Production,
             "r",
         );

@@ -40,10 +40,27 @@ mod tests {
         assert_eq!(route("POST", "/webhook?x=1"), Ok(Route::Webhook));
         assert_eq!(route("GET", "/health"), Ok(Route::Health));
         assert_eq!(route("GET", "/config"), Ok(Route::Config));
-        assert_eq!(route("GET", "/webhook"), Err(Reject::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route("POST", "/health"), Err(Reject::MethodNotAllowed { allow: "GET" }));
-        assert_eq!(route("DELETE", "/config"), Err(Reject::MethodNotAllowed { allow: "GET" }));
-        for p in ["/", "/webhook/", "/Webhook", "/webhook/x", "//webhook", "/health/", ""] {
+        assert_eq!(
+            route("GET", "/webhook"),
+            Err(Reject::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route("POST", "/health"),
+            Err(Reject::MethodNotAllowed { allow: "GET" })
+        );
+        assert_eq!(
+            route("DELETE", "/config"),
+            Err(Reject::MethodNotAllowed { allow: "GET" })
+        );
+        for p in [
+            "/",
+            "/webhook/",
+            "/Webhook",
+            "/webhook/x",
+            "//webhook",
+            "/health/",
+            "",
+        ] {
             assert_eq!(route("POST", p), Err(Reject::NotFound), "{p}");
         }
     }

@@ -111,7 +111,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -125,14 +133,23 @@ mod tests {
             Now(1_616_492_376_594_123).rfc3339(),
             "2021-03-23T09:39:36.594Z"
         );
-        assert_eq!(Now(951_782_400_000_000).rfc3339(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            Now(951_782_400_000_000).rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn parses_every_timestamp_form() {
         assert_eq!(parse_timestamp("2021-03-23T09:39:36Z"), Some(1_616_492_376));
-        assert_eq!(parse_timestamp("2021-03-23T09:39:36.594Z"), Some(1_616_492_376));
-        assert_eq!(parse_timestamp("2021-03-23T10:39:36+01:00"), Some(1_616_492_376));
+        assert_eq!(
+            parse_timestamp("2021-03-23T09:39:36.594Z"),
+            Some(1_616_492_376)
+        );
+        assert_eq!(
+            parse_timestamp("2021-03-23T10:39:36+01:00"),
+            Some(1_616_492_376)
+        );
         assert_eq!(parse_timestamp("1616492376"), Some(1_616_492_376));
         assert_eq!(parse_timestamp("1616492376594"), Some(1_616_492_376));
         assert_eq!(parse_timestamp("2000-02-29T00:00:00Z"), Some(951_782_400));

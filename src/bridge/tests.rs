@@ -58,7 +58,7 @@ fn done(step: Step) -> Done {
 }
 
 /// The Kraken call a step asks for, or a panic showing the response instead.
-fn sends(step: Step) -> (Call, Pending) {
+fn sends(step: Step) -> (Call, Box<Pending>) {
     match step {
         Step::Send(call, pending) => (call, pending),
         Step::Done(d) => panic!(
@@ -76,7 +76,12 @@ fn body(d: &Done) -> Value {
 fn events(d: &Done) -> Vec<String> {
     d.log
         .iter()
-        .map(|l| serde_json::from_str::<Value>(&l.text).unwrap()["event"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(&l.text).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -106,7 +111,13 @@ fn body_secret_alert_becomes_one_signed_add_order() {
     assert_eq!(header("api-key"), API_KEY);
     assert_eq!(
         header("api-sign"),
-        api_sign(API_SECRET.as_bytes(), "/0/private/AddOrder", NOW.0, &call.body).unwrap()
+        api_sign(
+            API_SECRET.as_bytes(),
+            "/0/private/AddOrder",
+            NOW.0,
+            &call.body
+        )
+        .unwrap()
     );
 
     let d = done(pending.resume(
@@ -128,12 +139,18 @@ fn signature_header_with_either_secret() {
     for key in [WEBHOOK_SECRET, PREVIOUS_SECRET] {
         for sig in [
             auth::sign_hex(key.as_bytes(), alert.as_bytes()),
-            format!("sha256={}", auth::sign_hex(key.as_bytes(), alert.as_bytes()).to_uppercase()),
+            format!(
+                "sha256={}",
+                auth::sign_hex(key.as_bytes(), alert.as_bytes()).to_uppercase()
+            ),
         ] {
             let step = handle(
                 config(&[("webhook_secret_previous", PREVIOUS_SECRET)]),
                 host(),
-                post(alert, &[("x-signature", &sig), ("content-type", "application/json")]),
+                post(
+                    alert,
+                    &[("x-signature", &sig), ("content-type", "application/json")],
+                ),
             );
             assert!(matches!(step, Step::Send(..)), "{key} {sig}");
         }
@@ -143,13 +160,30 @@ fn signature_header_with_either_secret() {
 #[test]
 fn every_authentication_failure_is_the_same_401() {
     let good_sig = auth::sign_hex(WEBHOOK_SECRET.as_bytes(), b"{}");
-    let cases: Vec<(String, Vec<(&str, String)>, &str)> = vec![
-        (LIMIT.replace("0123456789abcdef", "0123456789abcdeX"), vec![], "wrong_secret"),
+    type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            LIMIT.replace("0123456789abcdef", "0123456789abcdeX"),
+            vec![],
+            "wrong_secret",
+        ),
         (r#"{"symbol":"XBTUSD"}"#.into(), vec![], "missing_secret"),
         ("not json".into(), vec![], "unreadable_body"),
-        (LIMIT.into(), vec![("x-signature", good_sig.clone())], "bad_signature"),
-        (LIMIT.into(), vec![("x-signature", "abc".into())], "malformed_signature"),
-        (LIMIT.into(), vec![("x-signature", good_sig[..63].to_string())], "malformed_signature"),
+        (
+            LIMIT.into(),
+            vec![("x-signature", good_sig.clone())],
+            "bad_signature",
+        ),
+        (
+            LIMIT.into(),
+            vec![("x-signature", "abc".into())],
+            "malformed_signature",
+        ),
+        (
+            LIMIT.into(),
+            vec![("x-signature", good_sig[..63].to_string())],
+            "malformed_signature",
+        ),
     ];
     for (b, headers, reason) in cases {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -165,7 +199,12 @@ fn every_authentication_failure_is_the_same_401() {
 #[test]
 fn previous_secret_is_refused_when_not_configured() {
     let b = LIMIT.replace(WEBHOOK_SECRET, PREVIOUS_SECRET);
-    assert_eq!(done(handle(config(&[]), host(), post(&b, &[]))).response.status, 401);
+    assert_eq!(
+        done(handle(config(&[]), host(), post(&b, &[])))
+            .response
+            .status,
+        401
+    );
     let step = handle(
         config(&[("webhook_secret_previous", PREVIOUS_SECRET)]),
         host(),
@@ -178,9 +217,20 @@ fn previous_secret_is_refused_when_not_configured() {
 fn signed_but_malformed_is_400_unsigned_is_401() {
     let raw = r#"{"symbol":"XBTUSD","side":"buy","volume":NaN}"#;
     let sig = auth::sign_hex(WEBHOOK_SECRET.as_bytes(), raw.as_bytes());
-    let d = done(handle(config(&[]), host(), post(raw, &[("x-signature", &sig)])));
-    assert_eq!((d.response.status, body(&d)), (400, json!({"error":"malformed_json"})));
-    let d = done(handle(config(&[]), host(), post(raw, &[("content-type", "text/plain")])));
+    let d = done(handle(
+        config(&[]),
+        host(),
+        post(raw, &[("x-signature", &sig)]),
+    ));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (400, json!({"error":"malformed_json"}))
+    );
+    let d = done(handle(
+        config(&[]),
+        host(),
+        post(raw, &[("content-type", "text/plain")]),
+    ));
     assert_eq!(d.response.status, 401);
 }
 
@@ -188,12 +238,28 @@ fn signed_but_malformed_is_400_unsigned_is_401() {
 fn size_and_content_type_rules() {
     let big = format!(r#"{{"comment":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
     let d = done(handle(config(&[]), host(), post(&big, &[])));
-    assert_eq!((d.response.status, body(&d)["error"].clone()), (413, json!("payload_too_large")));
-    for ct in ["application/xml", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-        let d = done(handle(config(&[]), host(), post(LIMIT, &[("content-type", ct)])));
+    assert_eq!(
+        (d.response.status, body(&d)["error"].clone()),
+        (413, json!("payload_too_large"))
+    );
+    for ct in [
+        "application/xml",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let d = done(handle(
+            config(&[]),
+            host(),
+            post(LIMIT, &[("content-type", ct)]),
+        ));
         assert_eq!(d.response.status, 415, "{ct}");
     }
-    for ct in ["application/json", "text/plain; charset=utf-8", "Application/JSON", ""] {
+    for ct in [
+        "application/json",
+        "text/plain; charset=utf-8",
+        "Application/JSON",
+        "",
+    ] {
         let step = handle(config(&[]), host(), post(LIMIT, &[("content-type", ct)]));
         assert!(matches!(step, Step::Send(..)), "{ct}");
     }
@@ -216,7 +282,10 @@ fn field_errors_are_422_naming_the_field() {
     let d = done(handle(
         config(&[]),
         host(),
-        post(&LIMIT.replace(r#""price":"37500""#, r#""price":"37500","colour":"red""#), &[]),
+        post(
+            &LIMIT.replace(r#""price":"37500""#, r#""price":"37500","colour":"red""#),
+            &[],
+        ),
     ));
     assert_eq!(body(&d)["field"], "colour");
 }
@@ -225,11 +294,27 @@ fn field_errors_are_422_naming_the_field() {
 fn short_secret_is_a_configuration_error() {
     let short = &WEBHOOK_SECRET[..31];
     let cfg = config(&[("webhook_secret", short)]);
-    let d = done(handle(cfg.clone(), host(), post(&LIMIT.replace(WEBHOOK_SECRET, short), &[])));
-    assert_eq!((d.response.status, body(&d)), (503, json!({"error":"misconfigured"})));
+    let d = done(handle(
+        cfg.clone(),
+        host(),
+        post(&LIMIT.replace(WEBHOOK_SECRET, short), &[]),
+    ));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (503, json!({"error":"misconfigured"}))
+    );
     assert_eq!(events(&d), ["config_error"]);
     assert!(d.log[0].stderr);
-    let health = done(handle(cfg, host(), Request { method: "GET".into(), path: "/health".into(), headers: vec![], body: vec![] }));
+    let health = done(handle(
+        cfg,
+        host(),
+        Request {
+            method: "GET".into(),
+            path: "/health".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    ));
     assert_eq!(health.response.status, 503);
     let h = body(&health);
     assert_eq!(h["status"], "misconfigured");
@@ -239,7 +324,18 @@ fn short_secret_is_a_configuration_error() {
 
 #[test]
 fn health_and_config_endpoints() {
-    let get = |path: &str, cfg: Config| done(handle(cfg, host(), Request { method: "GET".into(), path: path.into(), headers: vec![], body: vec![] }));
+    let get = |path: &str, cfg: Config| {
+        done(handle(
+            cfg,
+            host(),
+            Request {
+                method: "GET".into(),
+                path: path.into(),
+                headers: vec![],
+                body: vec![],
+            },
+        ))
+    };
     let h = get("/health", config(&[]));
     assert_eq!(h.response.status, 200);
     let hb = body(&h);
@@ -250,7 +346,10 @@ fn health_and_config_endpoints() {
     assert_eq!(hb["version"], env!("CARGO_PKG_VERSION"));
 
     assert_eq!(get("/config", config(&[])).response.status, 404);
-    let c = get("/config", config(&[("environment", "development"), ("kraken_otp", "999999")]));
+    let c = get(
+        "/config",
+        config(&[("environment", "development"), ("kraken_otp", "999999")]),
+    );
     assert_eq!(c.response.status, 200);
     let cb = body(&c);
     assert_eq!(cb["webhook_secret"], "***");
@@ -266,27 +365,52 @@ fn health_and_config_endpoints() {
 
 #[test]
 fn kill_switch_and_dry_run() {
-    let d = done(handle(config(&[("trading_enabled", "false")]), host(), post(LIMIT, &[])));
-    assert_eq!((d.response.status, body(&d)), (423, json!({"error":"trading_disabled"})));
+    let d = done(handle(
+        config(&[("trading_enabled", "false")]),
+        host(),
+        post(LIMIT, &[]),
+    ));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (423, json!({"error":"trading_disabled"}))
+    );
     assert_eq!(events(&d), ["trading_disabled"]);
 
-    let Step::Send(call, pending) = handle(config(&[("dry_run", "true")]), host(), post(LIMIT, &[])) else {
+    let Step::Send(call, pending) =
+        handle(config(&[("dry_run", "true")]), host(), post(LIMIT, &[]))
+    else {
         panic!("dry run still asks Kraken to validate");
     };
     assert!(String::from_utf8_lossy(&call.body).ends_with("&validate=true"));
-    let d = done(pending.resume(reply(r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#), NOW));
-    assert_eq!(body(&d), json!({"status":"validated","description":"buy 1.25000000 XBTUSD @ limit 37500.0"}));
+    let d = done(pending.resume(
+        reply(
+            r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#,
+        ),
+        NOW,
+    ));
+    assert_eq!(
+        body(&d),
+        json!({"status":"validated","description":"buy 1.25000000 XBTUSD @ limit 37500.0"})
+    );
     assert_eq!(events(&d), ["order_validated"]);
 }
 
 #[test]
 fn kraken_outcomes() {
     let run = |t: Transport| {
-        let Step::Send(_, pending) = handle(config(&[]), host(), post(LIMIT, &[])) else { panic!() };
+        let Step::Send(_, pending) = handle(config(&[]), host(), post(LIMIT, &[])) else {
+            panic!()
+        };
         done(pending.resume(t, NOW))
     };
     let d = run(reply(r#"{"error":["EOrder:Insufficient funds"]}"#));
-    assert_eq!((d.response.status, body(&d)), (422, json!({"error":"order_rejected","kraken_error":"EOrder:Insufficient funds"})));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (
+            422,
+            json!({"error":"order_rejected","kraken_error":"EOrder:Insufficient funds"})
+        )
+    );
     assert_eq!(events(&d), ["order_rejected"]);
 
     let d = run(reply(r#"{"error":["EService:Unavailable"]}"#));
@@ -299,7 +423,10 @@ fn kraken_outcomes() {
     assert_eq!(d.response.status, 202);
 
     let d = run(reply(r#"{"error":["EAPI:Rate limit exceeded"]}"#));
-    assert_eq!((d.response.status, d.response.header("retry-after")), (503, Some("5")));
+    assert_eq!(
+        (d.response.status, d.response.header("retry-after")),
+        (503, Some("5"))
+    );
 
     let d = run(Transport::NotSent("connection refused".into()));
     assert_eq!(d.response.status, 503);
@@ -308,29 +435,68 @@ fn kraken_outcomes() {
 #[test]
 fn stale_alerts() {
     let at = |ts: &str| LIMIT.replace(r#""symbol""#, &format!(r#""timestamp":"{ts}","symbol""#));
-    assert!(matches!(handle(config(&[]), host(), post(&at("2025-11-28T18:39:00Z"), &[])), Step::Send(..)));
-    let d = done(handle(config(&[]), host(), post(&at("2025-11-28T18:30:00Z"), &[])));
-    assert_eq!((d.response.status, body(&d)), (401, json!({"error":"stale"})));
+    assert!(matches!(
+        handle(config(&[]), host(), post(&at("2025-11-28T18:39:00Z"), &[])),
+        Step::Send(..)
+    ));
+    let d = done(handle(
+        config(&[]),
+        host(),
+        post(&at("2025-11-28T18:30:00Z"), &[]),
+    ));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (401, json!({"error":"stale"}))
+    );
     assert_eq!(events(&d), ["stale"]);
-    let d = done(handle(config(&[]), host(), post(&at("2025-11-28T18:50:00Z"), &[])));
+    let d = done(handle(
+        config(&[]),
+        host(),
+        post(&at("2025-11-28T18:50:00Z"), &[]),
+    ));
     assert_eq!(d.response.status, 401);
 }
 
 #[test]
 fn every_response_has_the_security_headers() {
-    let d = done(handle(config(&[]), host(), Request { method: "GET".into(), path: "/nope".into(), headers: vec![], body: vec![] }));
+    let d = done(handle(
+        config(&[]),
+        host(),
+        Request {
+            method: "GET".into(),
+            path: "/nope".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    ));
     assert_eq!(d.response.status, 404);
     assert_eq!(d.response.header("x-request-id"), Some("req-1"));
     for (k, v) in crate::response::SECURITY_HEADERS {
         assert_eq!(d.response.header(k), Some(*v));
     }
-    let d = done(handle(config(&[]), host(), Request { method: "GET".into(), path: "/webhook".into(), headers: vec![], body: vec![] }));
-    assert_eq!((d.response.status, d.response.header("allow")), (405, Some("POST")));
+    let d = done(handle(
+        config(&[]),
+        host(),
+        Request {
+            method: "GET".into(),
+            path: "/webhook".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    ));
+    assert_eq!(
+        (d.response.status, d.response.header("allow")),
+        (405, Some("POST"))
+    );
 }
 
 #[test]
 fn log_level_filters_events() {
-    let d = done(handle(config(&[("log_level", "error")]), host(), post("nope", &[])));
+    let d = done(handle(
+        config(&[("log_level", "error")]),
+        host(),
+        post("nope", &[]),
+    ));
     assert_eq!(d.response.status, 401);
     assert!(d.log.is_empty());
 }
@@ -338,8 +504,15 @@ fn log_level_filters_events() {
 #[test]
 fn secrets_never_leave_in_logs_or_responses() {
     // A trader pastes the webhook secret into the comment; development detail echoes fields.
-    let b = LIMIT.replace(r#""price":"37500""#, &format!(r#""price":"37500","comment":"{WEBHOOK_SECRET}","bogus_{WEBHOOK_SECRET}":1"#));
-    let d = done(handle(config(&[("environment", "development")]), host(), post(&b, &[])));
+    let b = LIMIT.replace(
+        r#""price":"37500""#,
+        &format!(r#""price":"37500","comment":"{WEBHOOK_SECRET}","bogus_{WEBHOOK_SECRET}":1"#),
+    );
+    let d = done(handle(
+        config(&[("environment", "development")]),
+        host(),
+        post(&b, &[]),
+    ));
     assert_eq!(d.response.status, 422);
     let all = format!("{}{:?}", String::from_utf8_lossy(&d.response.body), d.log);
     assert!(!all.contains(WEBHOOK_SECRET), "{all}");

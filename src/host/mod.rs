@@ -37,7 +37,12 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         .headers()
         .entries()
         .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .collect();
     let host = Host {
         now: now(),
@@ -83,7 +88,11 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     };
     let response = OutgoingResponse::new(fields);
     let _ = response.set_status_code(done.response.status);
-    if out.set_with_body(response, done.response.body).await.is_err() {
+    if out
+        .set_with_body(response, done.response.body)
+        .await
+        .is_err()
+    {
         eprintln!("{{\"event\":\"internal\",\"reason\":\"could not write the response body\"}}");
     }
 }

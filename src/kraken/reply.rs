@@ -149,7 +149,12 @@ fn read_add_order(transport: &Transport) -> AddOrder {
     let txid: Vec<String> = result
         .get("txid")
         .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if !txid.is_empty() {
         AddOrder::Placed { txid, description }
@@ -201,10 +206,14 @@ mod tests {
 
     #[test]
     fn validated() {
-        let t = reply(r#"{"error":[],"result":{"descr":{"order":"buy 5000.00000000 XDGUSD @ market"}}}"#);
+        let t = reply(
+            r#"{"error":[],"result":{"descr":{"order":"buy 5000.00000000 XDGUSD @ market"}}}"#,
+        );
         assert_eq!(
             add_order(&t, true),
-            AddOrder::Validated { description: "buy 5000.00000000 XDGUSD @ market".into() }
+            AddOrder::Validated {
+                description: "buy 5000.00000000 XDGUSD @ market".into()
+            }
         );
     }
 
@@ -233,7 +242,9 @@ mod tests {
     fn errors_and_transport() {
         assert_eq!(
             add_order(&reply(r#"{"error":["EOrder:Insufficient funds"]}"#), false),
-            AddOrder::Rejected { error: "EOrder:Insufficient funds".into() }
+            AddOrder::Rejected {
+                error: "EOrder:Insufficient funds".into()
+            }
         );
         assert!(matches!(
             add_order(&reply(r#"{"error":["EService:Unavailable"]}"#), false),
@@ -244,10 +255,19 @@ mod tests {
             AddOrder::Transient { .. }
         ));
         assert!(matches!(
-            add_order(&Transport::Reply { status: 502, body: b"<html>".to_vec() }, false),
+            add_order(
+                &Transport::Reply {
+                    status: 502,
+                    body: b"<html>".to_vec()
+                },
+                false
+            ),
             AddOrder::Ambiguous { .. }
         ));
-        assert!(matches!(add_order(&reply("not json"), false), AddOrder::Ambiguous { .. }));
+        assert!(matches!(
+            add_order(&reply("not json"), false),
+            AddOrder::Ambiguous { .. }
+        ));
         assert!(matches!(
             add_order(&Transport::Lost("timed out".into()), false),
             AddOrder::Ambiguous { .. }
@@ -258,7 +278,12 @@ mod tests {
         ));
         // A warning alone does not make an error.
         assert!(matches!(
-            add_order(&reply(r#"{"error":["WGeneral:Something"],"result":{"descr":{"order":"x"},"txid":["T"]}}"#), false),
+            add_order(
+                &reply(
+                    r#"{"error":["WGeneral:Something"],"result":{"descr":{"order":"x"},"txid":["T"]}}"#
+                ),
+                false
+            ),
             AddOrder::Placed { .. }
         ));
     }

@@ -70,7 +70,8 @@ pub fn private_call(
         nonce,
         body.as_bytes(),
     )?;
-    let api_key = String::from_utf8_lossy(creds.api_key.expose_for(Use::KrakenCredential)).into_owned();
+    let api_key =
+        String::from_utf8_lossy(creds.api_key.expose_for(Use::KrakenCredential)).into_owned();
     Ok(Call {
         method: "POST",
         url: format!("{base_url}{path}"),
@@ -81,7 +82,10 @@ pub fn private_call(
                 "content-type".into(),
                 "application/x-www-form-urlencoded; charset=utf-8".into(),
             ),
-            ("user-agent".into(), concat!("tv-kraken-bridge/", env!("CARGO_PKG_VERSION")).into()),
+            (
+                "user-agent".into(),
+                concat!("tv-kraken-bridge/", env!("CARGO_PKG_VERSION")).into(),
+            ),
         ],
         body: body.into_bytes(),
         kraken_method: method,
@@ -123,7 +127,11 @@ mod tests {
                 ("volume", "1.25".into()),
             ],
             1_616_492_376_594,
-            Credentials { api_key: &key, api_secret: &secret, otp: None },
+            Credentials {
+                api_key: &key,
+                api_secret: &secret,
+                otp: None,
+            },
         )
         .unwrap();
         assert_eq!(call.url, "https://api.kraken.com/0/private/AddOrder");
@@ -150,9 +158,16 @@ mod tests {
             "AddOrder",
             &[("pair", "XBT/USD".into()), ("expiretm", "+60".into())],
             7,
-            Credentials { api_key: &key, api_secret: &secret, otp: Some(&otp) },
+            Credentials {
+                api_key: &key,
+                api_secret: &secret,
+                otp: Some(&otp),
+            },
         )
         .unwrap();
-        assert_eq!(call.body, b"nonce=7&pair=XBT%2FUSD&expiretm=%2B60&otp=12%2034");
+        assert_eq!(
+            call.body,
+            b"nonce=7&pair=XBT%2FUSD&expiretm=%2B60&otp=12%2034"
+        );
     }
 }

@@ -17,7 +17,12 @@ use sha2::{Digest, Sha256, Sha512};
 pub struct BadKey;
 
 /// Computes `API-Sign` from the base64 private key as Kraken issues it.
-pub fn api_sign(secret_b64: &[u8], uri_path: &str, nonce: u64, body: &[u8]) -> Result<String, BadKey> {
+pub fn api_sign(
+    secret_b64: &[u8],
+    uri_path: &str,
+    nonce: u64,
+    body: &[u8],
+) -> Result<String, BadKey> {
     let key = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(secret_b64)
@@ -44,7 +49,8 @@ mod tests {
     /// Official vector #1, Kraken "Spot REST authentication" guide: a form-encoded AddOrder.
     #[test]
     fn official_vector_1_form_add_order() {
-        let body = b"nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
+        let body =
+            b"nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
         assert_eq!(
             api_sign(KEY, "/0/private/AddOrder", NONCE, body).unwrap(),
             "4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32bAb0nmbRn6H8ndwLUQ=="
@@ -81,11 +87,24 @@ mod tests {
 
     #[test]
     fn every_input_changes_the_signature() {
-        let body = b"nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
+        let body =
+            b"nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
         let good = api_sign(KEY, "/0/private/AddOrder", NONCE, body).unwrap();
-        assert_ne!(api_sign(KEY, "/0/private/AddOrder", NONCE + 1, body).unwrap(), good);
-        assert_ne!(api_sign(KEY, "/0/private/Balance", NONCE, body).unwrap(), good);
-        assert_ne!(api_sign(KEY, "/0/private/AddOrder", NONCE, &body[1..]).unwrap(), good);
-        assert_eq!(api_sign(b"not base64!", "/0/private/AddOrder", NONCE, body), Err(BadKey));
+        assert_ne!(
+            api_sign(KEY, "/0/private/AddOrder", NONCE + 1, body).unwrap(),
+            good
+        );
+        assert_ne!(
+            api_sign(KEY, "/0/private/Balance", NONCE, body).unwrap(),
+            good
+        );
+        assert_ne!(
+            api_sign(KEY, "/0/private/AddOrder", NONCE, &body[1..]).unwrap(),
+            good
+        );
+        assert_eq!(
+            api_sign(b"not base64!", "/0/private/AddOrder", NONCE, body),
+            Err(BadKey)
+        );
     }
 }
