@@ -82,7 +82,10 @@ impl AllowedHost {
             s => bail!("scheme {s:?} contains non alphabetic character"),
         };
         let host = host.trim().trim_end_matches('/');
-        ensure!(!host.contains('/') || parse_cidr(host).is_some(), "hosts must not contain paths");
+        ensure!(
+            !host.contains('/') || parse_cidr(host).is_some(),
+            "hosts must not contain paths"
+        );
         let host = if host == "*" {
             HostRule::Any
         } else if host == "self" || host == "self.alt" {
@@ -90,10 +93,16 @@ impl AllowedHost {
         } else if let Some((net, bits)) = parse_cidr(host) {
             HostRule::Cidr(net, bits)
         } else if let Some(domain) = host.strip_prefix("*.") {
-            ensure!(!domain.contains('*'), "wildcards are allowed only as prefixes");
+            ensure!(
+                !domain.contains('*'),
+                "wildcards are allowed only as prefixes"
+            );
             HostRule::Suffix(format!(".{}", domain.to_ascii_lowercase()))
         } else {
-            ensure!(!host.contains('*'), "wildcards are allowed only as subdomains");
+            ensure!(
+                !host.contains('*'),
+                "wildcards are allowed only as subdomains"
+            );
             HostRule::Exact(host.to_ascii_lowercase())
         };
         let port = if port.is_empty() {
@@ -105,11 +114,17 @@ impl AllowedHost {
             PortRule::Any
         } else if let Some((start, end)) = port.split_once("..") {
             PortRule::Range(
-                start.parse().with_context(|| format!("port range {port:?} contains non-number"))?,
-                end.parse().with_context(|| format!("port range {port:?} contains non-number"))?,
+                start
+                    .parse()
+                    .with_context(|| format!("port range {port:?} contains non-number"))?,
+                end.parse()
+                    .with_context(|| format!("port range {port:?} contains non-number"))?,
             )
         } else {
-            PortRule::Port(port.parse().with_context(|| format!("port {port:?} is not a number"))?)
+            PortRule::Port(
+                port.parse()
+                    .with_context(|| format!("port {port:?} is not a number"))?,
+            )
         };
         Ok(Self {
             original,
@@ -185,20 +200,44 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert!(allows("http://127.0.0.1:18081", "http://127.0.0.1:18081/0/public/Time"));
+        assert!(allows(
+            "http://127.0.0.1:18081",
+            "http://127.0.0.1:18081/0/public/Time"
+        ));
         assert!(!allows("http://127.0.0.1:18081", "http://127.0.0.1:18082/"));
-        assert!(!allows("http://127.0.0.1:18081", "https://127.0.0.1:18081/"));
+        assert!(!allows(
+            "http://127.0.0.1:18081",
+            "https://127.0.0.1:18081/"
+        ));
         assert!(!allows("http://127.0.0.1:18081", "http://localhost:18081/"));
-        assert!(allows("https://api.kraken.com", "https://api.kraken.com/0/private/AddOrder"));
-        assert!(allows("https://api.kraken.com", "https://api.kraken.com:443/"));
-        assert!(!allows("https://api.kraken.com", "https://api.kraken.com:8443/"));
+        assert!(allows(
+            "https://api.kraken.com",
+            "https://api.kraken.com/0/private/AddOrder"
+        ));
+        assert!(allows(
+            "https://api.kraken.com",
+            "https://api.kraken.com:443/"
+        ));
+        assert!(!allows(
+            "https://api.kraken.com",
+            "https://api.kraken.com:8443/"
+        ));
         assert!(!allows("https://api.kraken.com", "https://evil.example/"));
-        assert!(allows("https://*.kraken.com", "https://futures.kraken.com/"));
+        assert!(allows(
+            "https://*.kraken.com",
+            "https://futures.kraken.com/"
+        ));
         assert!(allows("http://127.0.0.1:*", "http://127.0.0.1:1/"));
         assert!(allows("*://*:*", "http://anything:9/"));
         assert!(allows("http://127.0.0.0/8", "http://127.1.2.3/"));
-        assert!(allows("http://localhost:8000..8010", "http://localhost:8009/"));
-        assert!(!allows("http://localhost:8000..8010", "http://localhost:8010/"));
+        assert!(allows(
+            "http://localhost:8000..8010",
+            "http://localhost:8009/"
+        ));
+        assert!(!allows(
+            "http://localhost:8000..8010",
+            "http://localhost:8010/"
+        ));
     }
 
     #[test]

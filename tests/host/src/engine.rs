@@ -19,10 +19,11 @@ pub fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| Engine::new(&Config::new()).expect("failed to create wasmtime engine"))
 }
 
-type Key = (PathBuf, u64, Option<SystemTime>);
+/// Cache key of a component file: canonical path, size and mtime.
+pub(crate) type Key = (PathBuf, u64, Option<SystemTime>);
 type Slot = Arc<OnceLock<Result<Component, String>>>;
 
-fn cache_key(path: &Path) -> anyhow::Result<Key> {
+pub(crate) fn cache_key(path: &Path) -> anyhow::Result<Key> {
     let canonical = path
         .canonicalize()
         .with_context(|| format!("component {} not found", path.display()))?;

@@ -51,8 +51,9 @@ pub fn find_wasmtime_cli() -> Option<PathBuf> {
 ///
 /// If it is not installed, with the install command.
 pub fn wasmtime_cli() -> PathBuf {
-    let path = find_wasmtime_cli()
-        .unwrap_or_else(|| panic!("wasmtime CLI not found ($WASMTIME, PATH, cargo bin); {INSTALL_HINT}"));
+    let path = find_wasmtime_cli().unwrap_or_else(|| {
+        panic!("wasmtime CLI not found ($WASMTIME, PATH, cargo bin); {INSTALL_HINT}")
+    });
     assert!(
         path.is_file(),
         "wasmtime CLI {} does not exist; {INSTALL_HINT}",
@@ -128,6 +129,7 @@ type Capture = Arc<Mutex<Vec<u8>>>;
 /// A running `wasmtime serve -Scli` child process; killed on drop.
 pub struct ServeHost {
     child: Child,
+    command_line: String,
     addr: SocketAddr,
     stdout: Capture,
     stderr: Capture,
@@ -189,7 +191,10 @@ impl ServeHost {
     fn spawn(config: ServeHostBuilder) -> anyhow::Result<ServeHost> {
         let wasm: &Path = &config.wasm;
         if !wasm.is_file() {
-            bail!("component {} not found: run scripts/build.sh first", wasm.display());
+            bail!(
+                "component {} not found: run scripts/build.sh first",
+                wasm.display()
+            );
         }
         let cli = wasmtime_cli();
         let mut cmd = Command::new(&cli);
@@ -206,6 +211,11 @@ impl ServeHost {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let command_line = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", cli.display()))?;
@@ -218,6 +228,7 @@ impl ServeHost {
         // From here on `host` owns the child, so errors kill it on drop.
         let mut host = ServeHost {
             child,
+            command_line,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stdout,
             stderr,
@@ -261,6 +272,17 @@ impl ServeHost {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The command line the CLI was started with (no setting values: those
+    /// travel in the child's environment).
+    pub fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    /// Process id of the CLI.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Address the server listens on.
@@ -346,7 +368,11 @@ impl ServeHost {
             parts.uri = format!("{}{pq}", self.base_url()).parse()?;
         }
         if !parts.headers.contains_key(http::header::HOST) {
-            let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let authority = parts
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             parts
                 .headers
                 .insert(http::header::HOST, http::HeaderValue::from_str(&authority)?);

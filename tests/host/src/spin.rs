@@ -40,7 +40,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::allowed_hosts::AllowedHost;
-use crate::engine::{compiled_component, engine};
+use crate::engine::{Key, cache_key, compiled_component, engine};
 use crate::exchange::{Exchange, OutboundRecord};
 
 mod bindings {
@@ -166,8 +166,9 @@ impl Route {
                 let rest = path.strip_prefix(prefix.as_str())?;
                 (rest.is_empty() || rest.starts_with('/')).then(|| rest.to_string())
             }
-            None => (path.trim_end_matches('/') == self.raw.trim_end_matches('/'))
-                .then(String::new),
+            None => {
+                (path.trim_end_matches('/') == self.raw.trim_end_matches('/')).then(String::new)
+            }
         }
     }
 
@@ -218,7 +219,10 @@ impl SpinHostBuilder {
 
     /// The component's `key_value_stores` list. Default `["default"]`; pass an
     /// empty list to emulate a component without key-value access.
-    pub fn key_value_stores<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Self {
+    pub fn key_value_stores<S: Into<String>>(
+        mut self,
+        labels: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.key_value_stores = labels.into_iter().map(Into::into).collect();
         self
     }
@@ -277,14 +281,15 @@ impl SpinHostBuilder {
     /// pre-instantiate it.
     pub fn try_build(self) -> anyhow::Result<SpinHost> {
         for name in self.variables.keys() {
-            validate_variable_name(name).map_err(|reason| {
-                anyhow::anyhow!("invalid variable name {name:?}: {reason}")
-            })?;
+            validate_variable_name(name)
+                .map_err(|reason| anyhow::anyhow!("invalid variable name {name:?}: {reason}"))?;
         }
         let allowed_outbound_hosts = self
             .allowed_outbound_hosts
             .iter()
-            .map(|h| AllowedHost::parse(h).with_context(|| format!("allowed_outbound_hosts entry {h:?}")))
+            .map(|h| {
+                AllowedHost::parse(h).with_context(|| format!("allowed_outbound_hosts entry {h:?}"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let pre = proxy_pre(&self.wasm)?;
         Ok(SpinHost {
@@ -337,9 +342,9 @@ fn validate_variable_name(name: &str) -> Result<(), String> {
 /// Linker + pre-instantiation, cached per component like the compilation.
 fn proxy_pre(wasm: &Path) -> anyhow::Result<ProxyPre<HostState>> {
     type Slot = Arc<OnceLock<Result<ProxyPre<HostState>, String>>>;
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<Key, Slot>>> = OnceLock::new();
     let component = compiled_component(wasm)?;
-    let key = wasm.canonicalize()?;
+    let key = cache_key(wasm)?;
     let slot = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -355,6 +360,7 @@ fn proxy_pre(wasm: &Path) -> anyhow::Result<ProxyPre<HostState>> {
         key_value::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         let pre = linker
             .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
             .context("component imports something the Spin host does not provide")?;
         Ok(ProxyPre::new(pre)?)
     };
@@ -475,7 +481,9 @@ impl SpinHost {
             .parse()
             .context("request URI")?;
         if !parts.headers.contains_key(http::header::HOST) {
-            parts.headers.insert(http::header::HOST, HeaderValue::from_str(&host)?);
+            parts
+                .headers
+                .insert(http::header::HOST, HeaderValue::from_str(&host)?);
         }
         let mut spin_headers = vec![
             ("spin-path-info", path_info),
@@ -483,15 +491,19 @@ impl SpinHost {
             ("spin-matched-route", config.route.raw.clone()),
             ("spin-base-path", "/".to_string()),
             ("spin-raw-component-route", config.route.raw.clone()),
-            ("spin-component-route", config.route.component_route().to_string()),
+            (
+                "spin-component-route",
+                config.route.component_route().to_string(),
+            ),
         ];
         if let Some(addr) = &config.client_addr {
             spin_headers.push(("spin-client-addr", addr.clone()));
         }
         for (name, value) in spin_headers {
-            parts
-                .headers
-                .insert(HeaderName::from_static(name), HeaderValue::from_str(&value)?);
+            parts.headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(&value)?,
+            );
         }
         let req = http::Request::from_parts(parts, Full::new(body));
 
@@ -557,16 +569,16 @@ impl SpinHost {
                 body: Bytes::new(),
                 error: Some(format!("response body failed: {e:?}; {outcome:?}")),
             })),
-            None => Ok(Response::Guest(GuestResponse {
-                status: 500,
-                headers: HeaderMap::new(),
-                body: Bytes::new(),
-                error: Some(
-                    outcome.unwrap_or_else(|| {
+            None => {
+                Ok(Response::Guest(GuestResponse {
+                    status: 500,
+                    headers: HeaderMap::new(),
+                    body: Bytes::new(),
+                    error: Some(outcome.unwrap_or_else(|| {
                         "guest never invoked `response-outparam::set`".to_string()
-                    }),
-                ),
-            })),
+                    })),
+                }))
+            }
         }
     }
 }
@@ -669,7 +681,11 @@ impl key_value::HostStore for HostState {
         Ok(())
     }
 
-    fn exists(&mut self, _store: Resource<OpenStore>, key: String) -> Result<bool, key_value::Error> {
+    fn exists(
+        &mut self,
+        _store: Resource<OpenStore>,
+        key: String,
+    ) -> Result<bool, key_value::Error> {
         Ok(self.config.kv.get(&key).is_some())
     }
 
@@ -679,7 +695,7 @@ impl key_value::HostStore for HostState {
 
     fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
-        self.open_stores -= 1;
+        self.open_stores = self.open_stores.saturating_sub(1);
         Ok(())
     }
 }
@@ -735,7 +751,9 @@ impl WasiHttpHooks for OutboundHooks {
             let body = body.collect().await?.to_bytes();
             record.body = body.clone();
             hooks.records.lock().unwrap()[index] = record;
-            let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let body = Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync();
             let request = http::Request::from_parts(parts, body);
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             hooks.records.lock().unwrap()[index].status = Some(response.status().as_u16());

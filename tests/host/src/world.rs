@@ -130,7 +130,10 @@ mod tests {
         assert!(versions_compatible(Some("0.2.6"), Some("0.2.0")));
         assert!(versions_compatible(Some("0.2.0"), Some("0.2.6")));
         assert!(!versions_compatible(Some("0.3.0"), Some("0.2.0")));
-        assert!(!versions_compatible(Some("0.2.0-rc-2023-10-18"), Some("0.2.0")));
+        assert!(!versions_compatible(
+            Some("0.2.0-rc-2023-10-18"),
+            Some("0.2.0")
+        ));
         assert!(versions_compatible(Some("2.0.0"), Some("2.1.0")));
         assert!(!versions_compatible(Some("3.0.0"), Some("2.0.0")));
         assert!(!versions_compatible(None, Some("2.0.0")));

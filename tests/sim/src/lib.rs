@@ -12,6 +12,16 @@
 //! - [`sign`]: `API-Sign` computation and verification.
 //! - [`params`]: form/JSON body decoding.
 //! - [`errors`]: the error strings answered.
+//! - [`time`]: the UTC timestamp formats Kraken uses.
+//!
+//! ```no_run
+//! use kraken_sim::{Fault, FaultKind, Sim, SimOptions};
+//!
+//! let sim = Sim::start(SimOptions::default());
+//! sim.push_fault(Fault::on("AddOrder", FaultKind::DropAfterBook));
+//! // … point the client at sim.url() with key `sim-api-key` …
+//! assert!(sim.orders().len() <= 1);
+//! ```
 
 pub mod errors;
 pub mod model;

@@ -308,12 +308,78 @@ fn make_pair(
 /// The simulator's pair table.
 pub fn default_pairs() -> Vec<Pair> {
     vec![
-        make_pair("XXBTZUSD", "XBTUSD", "XBT/USD", "XXBT", "ZUSD", 1, "0.00005", "0.1", &[2, 3, 4, 5], (270, 180)),
-        make_pair("XETHZUSD", "ETHUSD", "ETH/USD", "XETH", "ZUSD", 2, "0.002", "0.01", &[2, 3, 4, 5], (2700, 1800)),
-        make_pair("XBTUSDT", "XBTUSDT", "XBT/USDT", "XXBT", "USDT", 1, "0.00005", "0.1", &[2, 3], (50, 30)),
-        make_pair("SOLUSD", "SOLUSD", "SOL/USD", "SOL", "ZUSD", 2, "0.02", "0.01", &[2, 3, 4], (25000, 15000)),
-        make_pair("XDGUSD", "XDGUSD", "XDG/USD", "XXDG", "ZUSD", 7, "20", "0.0000001", &[2, 3], (25_000_000, 15_000_000)),
-        make_pair("ADAEUR", "ADAEUR", "ADA/EUR", "ADA", "ZEUR", 6, "5", "0.000001", &[2, 3], (1_000_000, 600_000)),
+        make_pair(
+            "XXBTZUSD",
+            "XBTUSD",
+            "XBT/USD",
+            "XXBT",
+            "ZUSD",
+            1,
+            "0.00005",
+            "0.1",
+            &[2, 3, 4, 5],
+            (270, 180),
+        ),
+        make_pair(
+            "XETHZUSD",
+            "ETHUSD",
+            "ETH/USD",
+            "XETH",
+            "ZUSD",
+            2,
+            "0.002",
+            "0.01",
+            &[2, 3, 4, 5],
+            (2700, 1800),
+        ),
+        make_pair(
+            "XBTUSDT",
+            "XBTUSDT",
+            "XBT/USDT",
+            "XXBT",
+            "USDT",
+            1,
+            "0.00005",
+            "0.1",
+            &[2, 3],
+            (50, 30),
+        ),
+        make_pair(
+            "SOLUSD",
+            "SOLUSD",
+            "SOL/USD",
+            "SOL",
+            "ZUSD",
+            2,
+            "0.02",
+            "0.01",
+            &[2, 3, 4],
+            (25000, 15000),
+        ),
+        make_pair(
+            "XDGUSD",
+            "XDGUSD",
+            "XDG/USD",
+            "XXDG",
+            "ZUSD",
+            7,
+            "20",
+            "0.0000001",
+            &[2, 3],
+            (25_000_000, 15_000_000),
+        ),
+        make_pair(
+            "ADAEUR",
+            "ADAEUR",
+            "ADA/EUR",
+            "ADA",
+            "ZEUR",
+            6,
+            "5",
+            "0.000001",
+            &[2, 3],
+            (1_000_000, 600_000),
+        ),
     ]
 }
 
@@ -1003,7 +1069,8 @@ impl Exchange {
     ) -> Outcome {
         let method = split_method(req.path, "/0/private/").map_or("", |(m, _)| m);
         let params = parse_body(req.content_type, req.body).unwrap_or_default();
-        let mut rec = RequestRecord::new(self.next_seq(), now, req.http_method, req.path, "private");
+        let mut rec =
+            RequestRecord::new(self.next_seq(), now, req.http_method, req.path, "private");
         rec.method = Some(method.to_string());
         rec.api_key = req.api_key.map(str::to_string);
         rec.params = params.clone();
@@ -1015,7 +1082,8 @@ impl Exchange {
             }
             Some(FaultKind::DropBeforeBook) => Outcome::now(Answer::Drop),
             _ => {
-                let answer = self.authenticated(req, method, &params, now, fault.as_ref(), &mut rec);
+                let answer =
+                    self.authenticated(req, method, &params, now, fault.as_ref(), &mut rec);
                 match &fault {
                     Some(FaultKind::DropAfterBook) => Outcome::now(Answer::Drop),
                     Some(FaultKind::ErrorAfterBook { error }) => {
@@ -1113,7 +1181,12 @@ impl Exchange {
         }
     }
 
-    fn market_status_check(&self, pair: &Pair, ordertype: &str, params: &Params) -> Result<(), String> {
+    fn market_status_check(
+        &self,
+        pair: &Pair,
+        ordertype: &str,
+        params: &Params,
+    ) -> Result<(), String> {
         let post = params
             .get("oflags")
             .is_some_and(|f| f.split(',').any(|x| x.trim() == "post"));
@@ -1200,7 +1273,12 @@ impl Exchange {
         };
         let oflags: Vec<&str> = p
             .get("oflags")
-            .map(|f| f.split(',').map(str::trim).filter(|x| !x.is_empty()).collect())
+            .map(|f| {
+                f.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         if oflags.iter().any(|f| !OFLAGS.contains(f))
             || (oflags.contains(&"fcib") && oflags.contains(&"fciq"))
@@ -1237,19 +1315,24 @@ impl Exchange {
             }
             None => None,
         };
-        if p.get("trigger").is_some_and(|t| t != "index" && t != "last") {
+        if p.get("trigger")
+            .is_some_and(|t| t != "index" && t != "last")
+        {
             return Err(invalid("trigger"));
         }
-        if p.get("reduce_only").is_some_and(|v| parse_bool(v).is_none()) {
+        if p.get("reduce_only")
+            .is_some_and(|v| parse_bool(v).is_none())
+        {
             return Err(invalid("reduce_only"));
         }
-        if p
-            .get("stptype")
-            .is_some_and(|v| !["cancel-newest", "cancel-oldest", "cancel-both"].contains(&v.as_str()))
-        {
+        if p.get("stptype").is_some_and(|v| {
+            !["cancel-newest", "cancel-oldest", "cancel-both"].contains(&v.as_str())
+        }) {
             return Err(invalid("stptype"));
         }
-        if p.get("displayvol").is_some_and(|v| plain_decimal(v).is_none()) {
+        if p.get("displayvol")
+            .is_some_and(|v| plain_decimal(v).is_none())
+        {
             return Err(invalid("displayvol"));
         }
         let leverage = match p.get("leverage").map(|l| l.trim()) {
@@ -1435,7 +1518,14 @@ impl Exchange {
     }
 
     /// Fills an order completely at `price`, moving balances (fee in quote).
-    fn execute(&mut self, o: &mut BookedOrder, pair: &Pair, price: Decimal, fee_rate: Decimal, now: f64) {
+    fn execute(
+        &mut self,
+        o: &mut BookedOrder,
+        pair: &Pair,
+        price: Decimal,
+        fee_rate: Decimal,
+        now: f64,
+    ) {
         let cost = o.base_vol * price;
         let fee = (cost * fee_rate).round_dp(pair.cost_decimals);
         if o.side == "buy" {
@@ -1457,7 +1547,11 @@ impl Exchange {
     /// Fills an open order at its own price with the maker fee, as if the
     /// market had reached it. False if no open order has this txid.
     pub fn fill_order(&mut self, txid: &str, now: f64) -> bool {
-        let Some(i) = self.orders.iter().position(|o| o.txid == txid && o.is_open()) else {
+        let Some(i) = self
+            .orders
+            .iter()
+            .position(|o| o.txid == txid && o.is_open())
+        else {
             return false;
         };
         let mut order = self.orders[i].clone();
@@ -1475,7 +1569,9 @@ impl Exchange {
             .pairs
             .iter()
             .find(|p| p.id == o.pair)
-            .map_or((8, 8, 8), |p| (p.pair_decimals, p.lot_decimals, p.cost_decimals));
+            .map_or((8, 8, 8), |p| {
+                (p.pair_decimals, p.lot_decimals, p.cost_decimals)
+            });
         let mut v = json!({
             "refid": null,
             "userref": o.userref.unwrap_or(0),
@@ -1564,7 +1660,10 @@ impl Exchange {
         let start = self.time_bound(key, p, "start")?;
         let end = self.time_bound(key, p, "end")?;
         let ofs = match p.get("ofs") {
-            Some(o) => o.trim().parse::<usize>().map_err(|_| e::invalid_arguments("ofs"))?,
+            Some(o) => o
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| e::invalid_arguments("ofs"))?,
             None => 0,
         };
         let closetime = p.get("closetime").map_or("both", String::as_str);
@@ -1595,13 +1694,22 @@ impl Exchange {
     fn query_orders(&self, key: &str, p: &Params) -> Res {
         let txids: Vec<&str> = p
             .get("txid")
-            .map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).collect())
+            .map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         if txids.is_empty() || txids.len() > 50 {
             return Err(e::invalid_arguments("txid"));
         }
         let userref = match p.get("userref") {
-            Some(u) => Some(u.trim().parse::<i64>().map_err(|_| e::invalid_arguments("userref"))?),
+            Some(u) => Some(
+                u.trim()
+                    .parse::<i64>()
+                    .map_err(|_| e::invalid_arguments("userref"))?,
+            ),
             None => None,
         };
         let mut out = Map::new();
@@ -1665,7 +1773,11 @@ impl Exchange {
     }
 
     fn balance_json(&self, key: &str) -> Value {
-        let balances = self.accounts.get(key).map(|a| a.balances.clone()).unwrap_or_default();
+        let balances = self
+            .accounts
+            .get(key)
+            .map(|a| a.balances.clone())
+            .unwrap_or_default();
         let map: Map<String, Value> = balances
             .iter()
             .map(|(asset, v)| (asset.clone(), json!(fixed(*v, asset_decimals(asset)))))
@@ -1674,7 +1786,11 @@ impl Exchange {
     }
 
     fn balance_ex_json(&self, key: &str) -> Value {
-        let balances = self.accounts.get(key).map(|a| a.balances.clone()).unwrap_or_default();
+        let balances = self
+            .accounts
+            .get(key)
+            .map(|a| a.balances.clone())
+            .unwrap_or_default();
         let map: Map<String, Value> = balances
             .iter()
             .map(|(asset, v)| {
@@ -1743,11 +1859,18 @@ impl Exchange {
     }
 
     fn selected_pairs(&self, params: &Params) -> Result<Vec<&Pair>, String> {
-        match params.get("pair").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match params
+            .get("pair")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             None => Ok(self.pairs.iter().collect()),
             Some(list) => list
                 .split(',')
-                .map(|name| self.find_pair(name).ok_or_else(|| e::UNKNOWN_PAIR.to_string()))
+                .map(|name| {
+                    self.find_pair(name)
+                        .ok_or_else(|| e::UNKNOWN_PAIR.to_string())
+                })
                 .collect(),
         }
     }

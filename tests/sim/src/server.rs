@@ -5,14 +5,32 @@
 //! Routes:
 //! - `POST /0/private/<Method>`: private Kraken methods (faults apply here).
 //! - `GET /0/public/<Method>`: public Kraken methods.
-//! - `/_sim/...`: JSON control endpoints for scripts (see [`Sim`]).
+//! - `/_sim/...`: JSON control endpoints for scripts and curl, mirroring the
+//!   [`Sim`] methods:
+//!   - `GET /_sim/health` → `{"ok":true}`
+//!   - `GET /_sim/orders` → booked orders (with their `AddOrder` params)
+//!   - `GET /_sim/requests` → request log
+//!   - `POST /_sim/faults` with one [`Fault`] as JSON, e.g.
+//!     `{"method":"AddOrder","kind":"DropAfterBook"}`
+//!   - `POST /_sim/reset`
+//!   - `POST /_sim/balance` `{"asset":"ZUSD","value":"10","api_key":…}`
+//!     (`api_key` optional: primary account)
+//!   - `POST /_sim/pair-status` `{"pair":"XBTUSD","status":"cancel_only"}`
+//!   - `POST /_sim/last-price` `{"pair":"XBTUSD","price":"67000.0"}`
+//!   - `POST /_sim/system-status` `{"status":"maintenance"}`
+//!   - `POST /_sim/fill` `{"txid":"…"}` fills an open order at its price
+//!
+//!   Successes answer `{"ok":true}`; bad input answers 400
+//!   `{"ok":false,"error":…}`; control calls are not logged as requests.
 //! - anything else: 404.
 //!
 //! Private requests are processed in their own task, so a request that the
 //! client abandons (timeout, closed connection) still reaches the exchange,
 //! as on the real one.
 
-use crate::model::{Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, Reply, RequestRecord};
+use crate::model::{
+    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, Reply, RequestRecord,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -119,7 +137,9 @@ pub struct Sim {
 
 impl fmt::Debug for Sim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sim").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,7 +203,12 @@ impl Sim {
 
     /// The primary account (first of [`SimOptions::accounts`]).
     pub fn account(&self) -> Account {
-        self.shared.options.accounts.first().cloned().expect("no account configured")
+        self.shared
+            .options
+            .accounts
+            .first()
+            .cloned()
+            .expect("no account configured")
     }
 
     /// Every booked order, oldest first, with its `AddOrder` parameters and
@@ -219,14 +244,20 @@ impl Sim {
     /// Sets a pair's `status` (`online`, `cancel_only`, `post_only`,
     /// `limit_only`, `reduce_only`, …). Panics if the pair is unknown.
     pub fn set_pair_status(&self, pair: &str, status: &str) {
-        assert!(self.shared.lock().set_pair_status(pair, status), "unknown pair {pair:?}");
+        assert!(
+            self.shared.lock().set_pair_status(pair, status),
+            "unknown pair {pair:?}"
+        );
     }
 
     /// Sets a pair's last trade price (market fills, ticker). Panics if the
     /// pair is unknown or the price is not a positive decimal.
     pub fn set_last_price(&self, pair: &str, price: &str) {
         let p = Decimal::from_str(price).unwrap_or_else(|_| panic!("bad price {price:?}"));
-        assert!(self.shared.lock().set_last_price(pair, p), "cannot set price of {pair:?}");
+        assert!(
+            self.shared.lock().set_last_price(pair, p),
+            "cannot set price of {pair:?}"
+        );
     }
 
     /// Sets `SystemStatus.status` (`online`, `maintenance`, `cancel_only`,
@@ -265,7 +296,11 @@ impl Drop for Sim {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut shutdown: oneshot::Receiver<()>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -331,10 +366,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResult {
         Ok(c) => c.to_bytes(),
         Err(_) => return Ok(response(Reply::text(413, "request body too large"))),
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+    let path = parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_string(),
+        |pq| pq.as_str().to_string(),
+    );
     let header = |name: &str| {
         parts
             .headers
@@ -429,7 +464,8 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
         ("GET", "/_sim/orders") => Ok(Reply::json(200, &json!(shared.lock().orders))),
         ("GET", "/_sim/requests") => Ok(Reply::json(200, &json!(shared.lock().requests))),
         ("POST", "/_sim/faults") => {
-            let fault: Fault = serde_json::from_slice(body).map_err(|e| bad_request(&e.to_string()))?;
+            let fault: Fault =
+                serde_json::from_slice(body).map_err(|e| bad_request(&e.to_string()))?;
             shared.lock().push_fault(fault);
             Ok(ok_json())
         }
@@ -441,7 +477,8 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
         ("POST", "/_sim/balance") => {
             let v = parsed()?;
             let asset = field(&v, "asset")?;
-            let value = Decimal::from_str(field(&v, "value")?).map_err(|e| bad_request(&e.to_string()))?;
+            let value =
+                Decimal::from_str(field(&v, "value")?).map_err(|e| bad_request(&e.to_string()))?;
             let key = v
                 .get("api_key")
                 .and_then(Value::as_str)
@@ -454,7 +491,10 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
         }
         ("POST", "/_sim/pair-status") => {
             let v = parsed()?;
-            if shared.lock().set_pair_status(field(&v, "pair")?, field(&v, "status")?) {
+            if shared
+                .lock()
+                .set_pair_status(field(&v, "pair")?, field(&v, "status")?)
+            {
                 Ok(ok_json())
             } else {
                 Err(bad_request("unknown pair"))
@@ -462,7 +502,8 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
         }
         ("POST", "/_sim/last-price") => {
             let v = parsed()?;
-            let price = Decimal::from_str(field(&v, "price")?).map_err(|e| bad_request(&e.to_string()))?;
+            let price =
+                Decimal::from_str(field(&v, "price")?).map_err(|e| bad_request(&e.to_string()))?;
             if shared.lock().set_last_price(field(&v, "pair")?, price) {
                 Ok(ok_json())
             } else {
@@ -482,7 +523,10 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
                 Err(bad_request("no open order with this txid"))
             }
         }
-        _ => Ok(Reply::json(404, &json!({ "ok": false, "error": "unknown control endpoint" }))),
+        _ => Ok(Reply::json(
+            404,
+            &json!({ "ok": false, "error": "unknown control endpoint" }),
+        )),
     })();
     result.unwrap_or_else(|r| r)
 }

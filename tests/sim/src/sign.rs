@@ -81,11 +81,35 @@ mod tests {
     #[test]
     fn tampering_fails() {
         let tampered_body = BODY1.replace("volume=1.25", "volume=1.26");
-        assert!(!verify(&key(), PATH1, NONCE, tampered_body.as_bytes(), SIGN1));
-        assert!(!verify(&key(), "/0/private/AddOrde", NONCE, BODY1.as_bytes(), SIGN1));
-        assert!(!verify(&key(), PATH1, "1616492376595", BODY1.as_bytes(), SIGN1));
+        assert!(!verify(
+            &key(),
+            PATH1,
+            NONCE,
+            tampered_body.as_bytes(),
+            SIGN1
+        ));
+        assert!(!verify(
+            &key(),
+            "/0/private/AddOrde",
+            NONCE,
+            BODY1.as_bytes(),
+            SIGN1
+        ));
+        assert!(!verify(
+            &key(),
+            PATH1,
+            "1616492376595",
+            BODY1.as_bytes(),
+            SIGN1
+        ));
         // The query string is part of the signed path.
-        assert!(!verify(&key(), "/0/private/GetCustodyTask", NONCE, BODY2.as_bytes(), SIGN2));
+        assert!(!verify(
+            &key(),
+            "/0/private/GetCustodyTask",
+            NONCE,
+            BODY2.as_bytes(),
+            SIGN2
+        ));
         let mut other_key = key();
         other_key[0] ^= 1;
         assert!(!verify(&other_key, PATH1, NONCE, BODY1.as_bytes(), SIGN1));
@@ -93,8 +117,20 @@ mod tests {
 
     #[test]
     fn malformed_or_truncated_signature_fails() {
-        assert!(!verify(&key(), PATH1, NONCE, BODY1.as_bytes(), "not base64!"));
+        assert!(!verify(
+            &key(),
+            PATH1,
+            NONCE,
+            BODY1.as_bytes(),
+            "not base64!"
+        ));
         assert!(!verify(&key(), PATH1, NONCE, BODY1.as_bytes(), ""));
-        assert!(!verify(&key(), PATH1, NONCE, BODY1.as_bytes(), &SIGN1[..44]));
+        assert!(!verify(
+            &key(),
+            PATH1,
+            NONCE,
+            BODY1.as_bytes(),
+            &SIGN1[..44]
+        ));
     }
 }

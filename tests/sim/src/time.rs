@@ -134,8 +134,14 @@ mod tests {
     #[test]
     fn parses_rfc3339() {
         assert_eq!(parse_rfc3339("2023-07-06T18:52:00Z"), Some(1_688_669_520.0));
-        assert_eq!(parse_rfc3339("2023-07-06T20:52:00+02:00"), Some(1_688_669_520.0));
-        assert_eq!(parse_rfc3339("2023-07-06T18:52:00.5Z"), Some(1_688_669_520.5));
+        assert_eq!(
+            parse_rfc3339("2023-07-06T20:52:00+02:00"),
+            Some(1_688_669_520.0)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-07-06T18:52:00.5Z"),
+            Some(1_688_669_520.5)
+        );
         assert_eq!(parse_rfc3339("2023-07-06 18:52:00"), None);
         assert_eq!(parse_rfc3339("2023-13-06T18:52:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);

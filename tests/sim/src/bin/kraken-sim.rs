@@ -13,7 +13,8 @@ use kraken_sim::{Account, Sim, SimOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-const USAGE: &str = "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]";
+const USAGE: &str =
+    "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]";
 
 fn main() -> anyhow::Result<()> {
     let mut listen = "127.0.0.1:18081".to_string();
