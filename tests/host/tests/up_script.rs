@@ -11,15 +11,16 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-struct KillGroup(u32);
+struct KillGroup(std::process::Child);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
         // `--` so that the negative process-group id is not read as an option.
-        let group = format!("-{}", self.0);
+        let group = format!("-{}", self.0.id());
         let _ = Command::new("kill")
             .args(["-s", "TERM", "--", &group])
             .status();
+        let _ = self.0.wait();
     }
 }
 
@@ -42,9 +43,10 @@ fn up_then_the_printed_curl_places_an_order() {
         .stderr(Stdio::null())
         .spawn()
         .expect("scripts/up starts");
-    let _guard = KillGroup(child.id());
+    let stdout = child.stdout.take().unwrap();
+    let _guard = KillGroup(child);
 
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut curl = None;
     let mut printed = String::new();
