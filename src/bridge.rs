@@ -12,12 +12,14 @@ use crate::audit::{self, Event, LogLine};
 use crate::auth;
 use crate::config::{Config, Level};
 use crate::idempotency::DedupeKey;
-use crate::kraken::reply::{self, AddOrder, Transport};
-use crate::kraken::request::{private_call, Call, Credentials};
-use crate::plan::{plan, OrderPlan};
+use crate::kraken::reply::Transport;
+use crate::kraken::request::Call;
+pub use crate::outcome::Pending;
+use crate::plan::plan;
 use crate::reject::{AuthFailure, Reject};
 use crate::response::Response;
 use crate::route::{route, Route};
+use crate::store::{StoreOp, StoreReply};
 use crate::time::Now;
 use serde_json::{json, Value};
 
@@ -65,8 +67,23 @@ pub struct Host {
 pub enum Step {
     /// Send the response and write the audit lines.
     Done(Done),
-    /// Send the call, then hand what came back to [`Pending::resume`].
-    Send(Call, Box<Pending>),
+    /// Send the Kraken call (within its `timeout_ms`), then hand back [`Input::Kraken`].
+    Call(Call, Box<Pending>),
+    /// Perform the store operation, then hand back [`Input::Store`].
+    Store(StoreOp, Box<Pending>),
+    /// Wait this many milliseconds, then hand back [`Input::Waited`].
+    Wait(u64, Box<Pending>),
+}
+
+/// What the adapter hands back to [`Pending::resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The outcome of a [`Step::Call`].
+    Kraken(Transport),
+    /// The outcome of a [`Step::Store`].
+    Store(StoreReply),
+    /// A [`Step::Wait`] is over.
+    Waited,
 }
 
 /// A finished request.
@@ -78,20 +95,11 @@ pub struct Done {
     pub log: Vec<LogLine>,
 }
 
-/// A request waiting for Kraken's answer.
-#[derive(Debug)]
-pub struct Pending {
-    cx: Cx,
-    order: OrderPlan,
-    alert: Alert,
-    credential: auth::Credential,
-}
-
 /// Everything a request carries from step to step.
 #[derive(Debug)]
-struct Cx {
-    config: Config,
-    host: Host,
+pub(crate) struct Cx {
+    pub(crate) config: Config,
+    pub(crate) host: Host,
 }
 
 impl Cx {
@@ -103,7 +111,7 @@ impl Cx {
         }
     }
 
-    fn finish(&self, response: Response, events: Vec<Event>) -> Step {
+    pub(crate) fn finish(&self, response: Response, events: Vec<Event>) -> Step {
         let secrets: Vec<_> = self.config.secrets().collect();
         let log = events
             .iter()
@@ -121,7 +129,7 @@ impl Cx {
         })
     }
 
-    fn reject(&self, reject: Reject, event: Option<Event>) -> Step {
+    pub(crate) fn reject(&self, reject: Reject, event: Option<Event>) -> Step {
         let response = Response::reject(&reject, self.config.environment, &self.host.request_id);
         let event = event.or_else(|| {
             reject.event().map(|name| {
@@ -190,6 +198,7 @@ fn effective_config(cx: &Cx) -> Step {
         "environment": c.environment,
         "trading_enabled": c.trading_enabled,
         "dry_run": c.dry_run,
+        "require_timestamp": c.require_timestamp,
         "rate_limit_per_minute": c.rate_limit_per_minute,
         "replay_window_seconds": c.replay_window_seconds,
         "dedupe_window_seconds": c.dedupe_window_seconds,
@@ -257,6 +266,10 @@ fn webhook(cx: Cx, request: &Request) -> Step {
         Ok(a) => a,
         Err(e) => return rejected_alert(&cx, e),
     };
+    if cx.config.require_timestamp && alert.timestamp.is_none() {
+        let e = crate::reject::FieldError::new("timestamp", "required (require_timestamp is set)");
+        return rejected_alert(&cx, e);
+    }
     if let Some(ts) = alert.timestamp {
         let age = cx.host.now.secs() as i64 - ts;
         if age.unsigned_abs() > cx.config.replay_window_seconds {
@@ -272,12 +285,7 @@ fn webhook(cx: Cx, request: &Request) -> Step {
         Ok(o) => o,
         Err(e) => return rejected_alert(&cx, e),
     };
-    send_add_order(Pending {
-        cx,
-        order,
-        alert,
-        credential,
-    })
+    Pending::start(cx, alert, order, credential, key)
 }
 
 fn rejected_alert(cx: &Cx, e: crate::reject::FieldError) -> Step {
@@ -286,100 +294,6 @@ fn rejected_alert(cx: &Cx, e: crate::reject::FieldError) -> Step {
         .with("field", e.field.clone())
         .with("reason", e.reason.clone());
     cx.reject(Reject::InvalidAlert(e), Some(event))
-}
-
-fn send_add_order(pending: Pending) -> Step {
-    let c = &pending.cx.config;
-    let (Some(api_key), Some(api_secret)) = (&c.kraken_api_key, &c.kraken_api_secret) else {
-        // Unreachable while the configuration is usable; refuse rather than panic.
-        return pending.cx.reject(Reject::Misconfigured, None);
-    };
-    let creds = Credentials {
-        api_key,
-        api_secret,
-        otp: c.kraken_otp.as_ref(),
-    };
-    let nonce = pending.cx.host.now.0;
-    match private_call(
-        &c.kraken_api_url,
-        "AddOrder",
-        &pending.order.params(),
-        nonce,
-        creds,
-    ) {
-        Ok(call) => Step::Send(call, Box::new(pending)),
-        Err(_) => pending.cx.reject(Reject::Misconfigured, None),
-    }
-}
-
-impl Pending {
-    /// Resumes with what the adapter's call returned; `now` is the clock after the call.
-    pub fn resume(mut self: Box<Self>, transport: Transport, now: Now) -> Step {
-        self.cx.host.now = now;
-        let order = &self.order;
-        let base = |level, name| {
-            let mut e = Event::new(level, name)
-                .with("pair", order.pair.clone())
-                .with("side", order.side.as_str())
-                .with("order_type", order.order_type.as_str())
-                .with("volume", order.volume.to_plain())
-                .with("cl_ord_id", order.cl_ord_id.clone())
-                .with("validate", order.validate)
-                .with("auth", self.credential.as_str());
-            if let Some(p) = order.price {
-                e = e.with("price", p.to_plain());
-            }
-            if let Some(id) = &self.alert.id {
-                e = e.with("alert_id", id.clone());
-            }
-            if let Some(c) = &self.alert.comment {
-                e = e.with("comment", c.clone());
-            }
-            e
-        };
-        let rid = &self.cx.host.request_id;
-        match reply::add_order(&transport, order.validate) {
-            AddOrder::Placed { txid, description } => {
-                let body = json!({
-                    "status": "placed",
-                    "txid": txid,
-                    "description": description,
-                    "cl_ord_id": order.cl_ord_id,
-                });
-                let event = base(Level::Info, "order_placed").with("txid", txid.clone());
-                self.cx.finish(Response::json(200, &body, rid), vec![event])
-            }
-            AddOrder::Validated { description } => {
-                let body = json!({ "status": "validated", "description": description });
-                let event = base(Level::Info, "order_validated");
-                self.cx.finish(Response::json(200, &body, rid), vec![event])
-            }
-            AddOrder::Rejected { error } => {
-                let event = base(Level::Warn, "order_rejected").with("kraken_error", error.clone());
-                self.cx.reject(
-                    Reject::OrderRejected {
-                        kraken_error: error,
-                    },
-                    Some(event),
-                )
-            }
-            AddOrder::Transient { error } => {
-                let event = base(Level::Warn, "order_rejected")
-                    .with("kraken_error", error.clone())
-                    .with("retryable", true);
-                let reject = Reject::Unavailable {
-                    retry_after: 5,
-                    reason: error,
-                };
-                self.cx.reject(reject, Some(event))
-            }
-            AddOrder::Ambiguous { reason } => {
-                let body = json!({ "status": "pending", "cl_ord_id": order.cl_ord_id });
-                let event = base(Level::Error, "order_pending").with("reason", reason);
-                self.cx.finish(Response::json(202, &body, rid), vec![event])
-            }
-        }
-    }
 }
 
 #[cfg(test)]

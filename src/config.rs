@@ -50,7 +50,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "max_order_value",
     "allowed_ips",
     "client_ip_header",
-    "require_timestamp",
     "cors_allowed_origins",
 ];
 
@@ -126,6 +125,8 @@ pub struct Config {
     pub trading_enabled: bool,
     /// Every order sent with `validate=true`.
     pub dry_run: bool,
+    /// Alerts without a `timestamp` are refused.
+    pub require_timestamp: bool,
     /// Accepted alerts per minute.
     pub rate_limit_per_minute: u32,
     /// Seconds either side of the host clock an alert `timestamp` may be.
@@ -221,7 +222,8 @@ impl Config {
         // An unparseable kill switch fails closed: no trading, and every order a dry run.
         let trading_enabled = flag("trading_enabled", true).unwrap_or(false);
         let dry_run = flag("dry_run", false).unwrap_or(true);
-        let _ = flag("require_timestamp", false);
+        // Unparseable: fail closed, every alert must carry a timestamp.
+        let require_timestamp = flag("require_timestamp", false).unwrap_or(true);
 
         let mut number = |name: &'static str, default: u64, min: u64, max: u64| match get(name) {
             None => default,
@@ -255,14 +257,8 @@ impl Config {
         };
 
         for &name in NOT_YET_SUPPORTED {
-            if let Some(v) = get(name) {
-                // `require_timestamp=false` asks for nothing this version lacks.
-                if name == "require_timestamp" && parse_bool(&v) == Some(false) {
-                    continue;
-                }
-                if !has(&problems, name) {
-                    problems.push(problem(name, "not supported by this version; unset it"));
-                }
+            if get(name).is_some() && !has(&problems, name) {
+                problems.push(problem(name, "not supported by this version; unset it"));
             }
         }
 
@@ -276,6 +272,7 @@ impl Config {
             environment,
             trading_enabled,
             dry_run,
+            require_timestamp,
             rate_limit_per_minute,
             replay_window_seconds,
             dedupe_window_seconds,

@@ -23,11 +23,14 @@ pub mod config;
 pub mod decimal;
 pub mod idempotency;
 pub mod kraken;
+pub mod outcome;
 pub mod plan;
+pub mod rate_limit;
 pub mod reject;
 pub mod response;
 pub mod route;
 pub mod secret;
+pub mod store;
 pub mod time;
 
 #[cfg(target_arch = "wasm32")]

@@ -77,6 +77,11 @@ pub enum Reject {
     TradingDisabled,
     /// The configuration is unusable (see `/health`).
     Misconfigured,
+    /// More than `rate_limit_per_minute` accepted alerts this minute.
+    RateLimited {
+        /// Seconds until the next minute, for `retry-after`.
+        retry_after: u32,
+    },
     /// Kraken refused the order.
     OrderRejected {
         /// Kraken's first error string, e.g. `EOrder:Insufficient funds`.
@@ -105,6 +110,7 @@ impl Reject {
             Reject::InvalidAlert(_) => 422,
             Reject::TradingDisabled => 423,
             Reject::Misconfigured => 503,
+            Reject::RateLimited { .. } => 429,
             Reject::OrderRejected { .. } => 422,
             Reject::Unavailable { .. } => 503,
         }
@@ -123,6 +129,7 @@ impl Reject {
             Reject::InvalidAlert(_) => "invalid_alert",
             Reject::TradingDisabled => "trading_disabled",
             Reject::Misconfigured => "misconfigured",
+            Reject::RateLimited { .. } => "rate_limited",
             Reject::OrderRejected { .. } => "order_rejected",
             Reject::Unavailable { .. } => "unavailable",
         }
@@ -140,6 +147,7 @@ impl Reject {
             Reject::Stale => Some("stale"),
             Reject::TradingDisabled => Some("trading_disabled"),
             Reject::Misconfigured => Some("config_error"),
+            Reject::RateLimited { .. } => Some("rate_limited"),
             Reject::OrderRejected { .. } | Reject::Unavailable { .. } => Some("order_rejected"),
         }
     }
@@ -159,6 +167,9 @@ impl Reject {
             Reject::InvalidAlert(e) => format!("{}: {}", e.field, e.reason),
             Reject::TradingDisabled => "trading_enabled is false".into(),
             Reject::Misconfigured => "the configuration is unusable; see GET /health".into(),
+            Reject::RateLimited { retry_after } => {
+                format!("rate_limit_per_minute reached; retry in {retry_after} s")
+            }
             Reject::OrderRejected { kraken_error } => format!("Kraken answered {kraken_error}"),
             Reject::Unavailable { reason, .. } => reason.clone(),
         }
@@ -199,6 +210,7 @@ mod tests {
             ),
             (Reject::TradingDisabled, 423, "trading_disabled"),
             (Reject::Misconfigured, 503, "misconfigured"),
+            (Reject::RateLimited { retry_after: 3 }, 429, "rate_limited"),
             (
                 Reject::OrderRejected {
                     kraken_error: "EOrder:Insufficient funds".into(),

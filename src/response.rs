@@ -81,7 +81,7 @@ impl Response {
         let response = Response::json(reject.status(), &body, request_id);
         match reject {
             Reject::MethodNotAllowed { allow } => response.with_header("allow", *allow),
-            Reject::Unavailable { retry_after, .. } => {
+            Reject::Unavailable { retry_after, .. } | Reject::RateLimited { retry_after } => {
                 response.with_header("retry-after", retry_after.to_string())
             }
             Reject::Misconfigured => response.with_header("retry-after", "60"),

@@ -3,6 +3,7 @@
 use super::*;
 use crate::kraken::sign::api_sign;
 use crate::secret::Use;
+use crate::store::{StoreOp, StoreReply};
 
 const WEBHOOK_SECRET: &str = "tv-webhook-secret-0123456789abcdef";
 const PREVIOUS_SECRET: &str = "tv-webhook-secret-previous-0123456";
@@ -50,23 +51,120 @@ fn post(body: &str, headers: &[(&str, &str)]) -> Request {
     }
 }
 
-fn done(step: Step) -> Done {
-    match step {
-        Step::Done(d) => d,
-        Step::Send(call, _) => panic!("expected a response, got a call to {}", call.url),
+/// The host around the core in these tests: an in-memory store, canned Kraken answers, and
+/// a clock that advances `tick_us` per operation.
+#[derive(Default)]
+struct World {
+    store: std::collections::BTreeMap<String, Vec<u8>>,
+    replies: std::collections::VecDeque<Transport>,
+    calls: Vec<Call>,
+    waits: Vec<u64>,
+    ops: Vec<StoreOp>,
+    store_fails: bool,
+    clock: u64,
+    tick_us: u64,
+}
+
+impl World {
+    fn with_replies(replies: impl IntoIterator<Item = Transport>) -> World {
+        World {
+            replies: replies.into_iter().collect(),
+            tick_us: 10_000,
+            ..World::default()
+        }
+    }
+
+    fn now(&mut self) -> Now {
+        self.clock += self.tick_us;
+        Now(NOW.0 + self.clock)
+    }
+
+    fn store_op(&mut self, op: StoreOp) -> StoreReply {
+        self.ops.push(op.clone());
+        if self.store_fails {
+            return StoreReply::Failed("store down".into());
+        }
+        match op {
+            StoreOp::Get(k) => StoreReply::Value(self.store.get(&k).cloned()),
+            StoreOp::Set(k, v) => {
+                self.store.insert(k, v);
+                StoreReply::Done
+            }
+            StoreOp::Delete(k) => {
+                self.store.remove(&k);
+                StoreReply::Done
+            }
+            StoreOp::Keys => StoreReply::Keys(self.store.keys().cloned().collect()),
+        }
+    }
+
+    /// Drives `step` to its response.
+    fn run(&mut self, mut step: Step) -> Done {
+        loop {
+            step = match step {
+                Step::Done(d) => return d,
+                Step::Call(call, p) => {
+                    let reply = self
+                        .replies
+                        .pop_front()
+                        .unwrap_or_else(|| panic!("unexpected Kraken call to {}", call.url));
+                    self.calls.push(call);
+                    let now = self.now();
+                    p.resume(Input::Kraken(reply), now)
+                }
+                Step::Store(op, p) => {
+                    let reply = self.store_op(op);
+                    let now = self.now();
+                    p.resume(Input::Store(reply), now)
+                }
+                Step::Wait(ms, p) => {
+                    self.waits.push(ms);
+                    self.clock += ms * 1_000;
+                    let now = self.now();
+                    p.resume(Input::Waited, now)
+                }
+            }
+        }
+    }
+
+    /// Drives `step` through store operations up to its first Kraken call.
+    fn until_call(&mut self, mut step: Step) -> Result<(Call, Box<Pending>), Done> {
+        loop {
+            step = match step {
+                Step::Done(d) => return Err(d),
+                Step::Call(call, p) => return Ok((call, p)),
+                Step::Store(op, p) => {
+                    let reply = self.store_op(op);
+                    let now = self.now();
+                    p.resume(Input::Store(reply), now)
+                }
+                Step::Wait(..) => panic!("unexpected wait"),
+            }
+        }
     }
 }
 
-/// The Kraken call a step asks for, or a panic showing the response instead.
+fn done(step: Step) -> Done {
+    World::default().run(step)
+}
+
+/// The first Kraken call a request makes, or a panic showing the response instead.
 fn sends(step: Step) -> (Call, Box<Pending>) {
-    match step {
-        Step::Send(call, pending) => (call, pending),
-        Step::Done(d) => panic!(
+    World::default().until_call(step).unwrap_or_else(|d| {
+        panic!(
             "expected a Kraken call, got {} {}",
             d.response.status,
             String::from_utf8_lossy(&d.response.body)
-        ),
-    }
+        )
+    })
+}
+
+fn is_call(step: Step) -> bool {
+    World::default().until_call(step).is_ok()
+}
+
+fn resume(pending: Box<Pending>, t: Transport) -> Done {
+    World::default().run(pending.resume(Input::Kraken(t), NOW))
 }
 
 fn body(d: &Done) -> Value {
@@ -103,8 +201,9 @@ fn body_secret_alert_becomes_one_signed_add_order() {
     assert_eq!(
         sent,
         format!(
-            "nonce={}&pair=XBTUSD&type=buy&ordertype=limit&volume=1.25&price=37500&cl_ord_id={cl}",
-            NOW.0
+            "nonce={}&pair=XBTUSD&type=buy&ordertype=limit&volume=1.25&price=37500&cl_ord_id={cl}&deadline={}",
+            NOW.0,
+            Now(NOW.0 + 5_000_000).rfc3339().replace(':', "%3A")
         )
     );
     let header = |n: &str| call.headers.iter().find(|(k, _)| k == n).unwrap().1.clone();
@@ -120,10 +219,12 @@ fn body_secret_alert_becomes_one_signed_add_order() {
         .unwrap()
     );
 
-    let d = done(pending.resume(
-        reply(r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#),
-        NOW,
-    ));
+    let d = resume(
+        pending,
+        reply(
+            r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#,
+        ),
+    );
     assert_eq!(d.response.status, 200);
     assert_eq!(
         body(&d),
@@ -152,7 +253,7 @@ fn signature_header_with_either_secret() {
                     &[("x-signature", &sig), ("content-type", "application/json")],
                 ),
             );
-            assert!(matches!(step, Step::Send(..)), "{key} {sig}");
+            assert!(is_call(step), "{key} {sig}");
         }
     }
 }
@@ -210,7 +311,7 @@ fn previous_secret_is_refused_when_not_configured() {
         host(),
         post(&b, &[]),
     );
-    assert!(matches!(step, Step::Send(..)));
+    assert!(is_call(step));
 }
 
 #[test]
@@ -261,7 +362,7 @@ fn size_and_content_type_rules() {
         "",
     ] {
         let step = handle(config(&[]), host(), post(LIMIT, &[("content-type", ct)]));
-        assert!(matches!(step, Step::Send(..)), "{ct}");
+        assert!(is_call(step), "{ct}");
     }
 }
 
@@ -376,18 +477,18 @@ fn kill_switch_and_dry_run() {
     );
     assert_eq!(events(&d), ["trading_disabled"]);
 
-    let Step::Send(call, pending) =
-        handle(config(&[("dry_run", "true")]), host(), post(LIMIT, &[]))
-    else {
-        panic!("dry run still asks Kraken to validate");
-    };
-    assert!(String::from_utf8_lossy(&call.body).ends_with("&validate=true"));
-    let d = done(pending.resume(
+    let (call, pending) = sends(handle(
+        config(&[("dry_run", "true")]),
+        host(),
+        post(LIMIT, &[]),
+    ));
+    assert!(String::from_utf8_lossy(&call.body).contains("&validate=true&"));
+    let d = resume(
+        pending,
         reply(
             r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#,
         ),
-        NOW,
-    ));
+    );
     assert_eq!(
         body(&d),
         json!({"status":"validated","description":"buy 1.25000000 XBTUSD @ limit 37500.0"})
@@ -395,15 +496,24 @@ fn kill_switch_and_dry_run() {
     assert_eq!(events(&d), ["order_validated"]);
 }
 
+const NONE_OPEN: &str = r#"{"error":[],"result":{"open":{}}}"#;
+const NONE_CLOSED: &str = r#"{"error":[],"result":{"closed":{},"count":0}}"#;
+const PLACED: &str = r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#;
+
+fn run_with(replies: Vec<Transport>) -> (Done, World) {
+    let mut world = World::with_replies(replies);
+    let d = world.run(handle(config(&[]), host(), post(LIMIT, &[])));
+    assert!(world.replies.is_empty(), "unused Kraken answers");
+    (d, world)
+}
+
+fn methods(world: &World) -> Vec<&'static str> {
+    world.calls.iter().map(|c| c.kraken_method).collect()
+}
+
 #[test]
 fn kraken_outcomes() {
-    let run = |t: Transport| {
-        let Step::Send(_, pending) = handle(config(&[]), host(), post(LIMIT, &[])) else {
-            panic!()
-        };
-        done(pending.resume(t, NOW))
-    };
-    let d = run(reply(r#"{"error":["EOrder:Insufficient funds"]}"#));
+    let (d, _) = run_with(vec![reply(r#"{"error":["EOrder:Insufficient funds"]}"#)]);
     assert_eq!(
         (d.response.status, body(&d)),
         (
@@ -413,32 +523,42 @@ fn kraken_outcomes() {
     );
     assert_eq!(events(&d), ["order_rejected"]);
 
-    let d = run(reply(r#"{"error":["EService:Unavailable"]}"#));
+    let (d, w) = run_with(vec![
+        reply(r#"{"error":["EService:Unavailable"]}"#),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
     assert_eq!(d.response.status, 202);
     assert_eq!(body(&d)["status"], "pending");
     assert_eq!(events(&d), ["order_pending"]);
     assert!(d.log[0].stderr);
+    assert_eq!(methods(&w), ["AddOrder", "OpenOrders", "ClosedOrders"]);
 
-    let d = run(Transport::Lost("timed out".into()));
+    let (d, _) = run_with(vec![
+        Transport::Lost("timed out".into()),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
     assert_eq!(d.response.status, 202);
 
-    let d = run(reply(r#"{"error":["EAPI:Rate limit exceeded"]}"#));
+    let (d, _) = run_with(vec![reply(r#"{"error":["EAPI:Rate limit exceeded"]}"#)]);
     assert_eq!(
         (d.response.status, d.response.header("retry-after")),
         (503, Some("5"))
     );
 
-    let d = run(Transport::NotSent("connection refused".into()));
+    let (d, _) = run_with(vec![Transport::NotSent("connection refused".into())]);
     assert_eq!(d.response.status, 503);
 }
 
 #[test]
 fn stale_alerts() {
     let at = |ts: &str| LIMIT.replace(r#""symbol""#, &format!(r#""timestamp":"{ts}","symbol""#));
-    assert!(matches!(
-        handle(config(&[]), host(), post(&at("2025-11-28T18:39:00Z"), &[])),
-        Step::Send(..)
-    ));
+    assert!(is_call(handle(
+        config(&[]),
+        host(),
+        post(&at("2025-11-28T18:39:00Z"), &[])
+    )));
     let d = done(handle(
         config(&[]),
         host(),
@@ -523,4 +643,321 @@ fn secrets_never_leave_in_logs_or_responses() {
 #[test]
 fn test_config_is_usable() {
     assert!(config(&[]).is_usable(), "{:?}", config(&[]).problems);
+}
+
+// ---- exactly once: the outcome state machine -------------------------------------------
+
+fn alert_with_id(id: &str) -> String {
+    LIMIT.replace(r#""symbol""#, &format!(r#""id":"{id}","symbol""#))
+}
+
+fn lookup_found(list: &str, cl: &str) -> Transport {
+    reply(&format!(
+        r#"{{"error":[],"result":{{"{list}":{{"OFOUND-AAAAA-BBBBBB":{{"cl_ord_id":"{cl}","status":"closed","descr":{{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}}}}}}}}"#
+    ))
+}
+
+impl World {
+    /// One alert through the core, at the world's clock.
+    fn send(&mut self, config: Config, body: &str) -> Done {
+        let host = Host {
+            now: self.now(),
+            ..host()
+        };
+        self.run(handle(config, host, post(body, &[])))
+    }
+}
+
+#[test]
+fn a_resend_replays_the_first_outcome_and_places_nothing() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    let first = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&first)["status"], "placed");
+    for _ in 0..3 {
+        let again = w.send(config(&[]), LIMIT);
+        assert_eq!(again.response.status, 200);
+        assert_eq!(
+            body(&again),
+            json!({"status":"duplicate","outcome":"placed","txid":["OAAAAA-BBBBB-CCCCCC"],
+                   "description":"buy 1.25000000 XBTUSD @ limit 37500.0",
+                   "cl_ord_id": DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id()})
+        );
+        assert_eq!(events(&again), ["alert_duplicate"]);
+    }
+    assert_eq!(methods(&w), ["AddOrder"]);
+}
+
+#[test]
+fn an_id_is_the_key_whatever_the_body() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    w.send(config(&[]), &alert_with_id("s1-t1"));
+    let other_body = alert_with_id("s1-t1").replace("1.25", "2");
+    let d = w.send(config(&[]), &other_body);
+    assert_eq!(body(&d)["status"], "duplicate");
+    // An id is kept 24 hours: still a duplicate 23 hours later.
+    w.clock += 23 * 3_600 * 1_000_000;
+    let d = w.send(config(&[]), &other_body);
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(methods(&w), ["AddOrder"]);
+}
+
+#[test]
+fn a_body_hash_is_kept_for_the_dedupe_window_only() {
+    let mut w = World::with_replies([reply(PLACED), reply(PLACED)]);
+    w.send(config(&[]), LIMIT);
+    w.clock += 59 * 1_000_000;
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "duplicate");
+    w.clock += 2 * 1_000_000;
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["AddOrder", "AddOrder"]);
+}
+
+#[test]
+fn a_fresh_claim_is_a_duplicate_and_a_stale_one_is_looked_up() {
+    let key = DedupeKey::new(None, LIMIT.as_bytes());
+    let claim = crate::idempotency::Record {
+        state: crate::idempotency::RecordState::InFlight,
+        first_seen: NOW.secs(),
+        cl_ord_id: key.cl_ord_id(),
+        status: 0,
+        body: Value::Null,
+    };
+    let mut w = World::with_replies([]);
+    w.store
+        .insert(key.store_keys(NOW.secs(), 60)[0].clone(), claim.encode());
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["outcome"], "in_flight");
+    assert!(w.calls.is_empty());
+
+    // Eleven seconds on, the claimant is dead: Kraken is asked first, and has the order.
+    w.clock += 11 * 1_000_000;
+    w.replies
+        .extend([reply(NONE_OPEN), lookup_found("closed", &key.cl_ord_id())]);
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(body(&d)["txid"], json!(["OFOUND-AAAAA-BBBBBB"]));
+    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders"]);
+}
+
+#[test]
+fn the_rate_limit_counts_accepted_alerts_per_minute() {
+    let mut w = World::with_replies([reply(PLACED), reply(PLACED)]);
+    let cfg = || config(&[("rate_limit_per_minute", "2")]);
+    for i in 0..2 {
+        let d = w.send(cfg(), &alert_with_id(&format!("r{i}")));
+        assert_eq!(d.response.status, 200);
+    }
+    let d = w.send(cfg(), &alert_with_id("r2"));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (429, json!({"error":"rate_limited"}))
+    );
+    assert!(d.response.header("retry-after").is_some());
+    assert_eq!(events(&d), ["rate_limited"]);
+    // Duplicates do not count, and are still answered.
+    let d = w.send(cfg(), &alert_with_id("r0"));
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(w.calls.len(), 2);
+}
+
+#[test]
+fn a_certain_refusal_drops_the_claim_so_a_resend_may_trade() {
+    let mut w = World::with_replies([
+        reply(r#"{"error":["EAPI:Rate limit exceeded"]}"#),
+        reply(PLACED),
+    ]);
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(d.response.status, 503);
+    assert!(!w.store.keys().any(|k| k.starts_with("dd:")));
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "placed");
+}
+
+#[test]
+fn an_ambiguous_answer_is_looked_up_and_never_blindly_resent() {
+    let cl = DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id();
+    let (d, w) = run_with(vec![
+        Transport::Reply {
+            status: 502,
+            body: b"bad gateway".to_vec(),
+        },
+        lookup_found("open", &cl),
+    ]);
+    assert_eq!(d.response.status, 200);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(body(&d)["txid"], json!(["OFOUND-AAAAA-BBBBBB"]));
+    assert_eq!(methods(&w), ["AddOrder", "OpenOrders"]);
+
+    // Absent, but the order could still land before its deadline: pending, no resend.
+    let (d, w) = run_with(vec![
+        reply(r#"{"error":["EGeneral:Internal error"]}"#),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
+    assert_eq!(d.response.status, 202);
+    assert_eq!(methods(&w), ["AddOrder", "OpenOrders", "ClosedOrders"]);
+}
+
+#[test]
+fn certainly_absent_after_the_deadline_is_resent_once() {
+    let (d, w) = run_with(vec![
+        reply(r#"{"error":["EService:Deadline elapsed"]}"#),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+        reply(PLACED),
+    ]);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(
+        methods(&w),
+        ["AddOrder", "OpenOrders", "ClosedOrders", "AddOrder"]
+    );
+    let cl = |c: &Call| {
+        String::from_utf8_lossy(&c.body)
+            .split("cl_ord_id=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        cl(&w.calls[0]),
+        cl(&w.calls[3]),
+        "the resend keeps the cl_ord_id"
+    );
+
+    // A second ambiguity after the one resend: pending.
+    let (d, w) = run_with(vec![
+        reply(r#"{"error":["EService:Deadline elapsed"]}"#),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+        reply(r#"{"error":["EService:Deadline elapsed"]}"#),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
+    assert_eq!(d.response.status, 202);
+    assert_eq!(methods(&w).iter().filter(|m| **m == "AddOrder").count(), 2);
+}
+
+#[test]
+fn a_clean_nonce_refusal_is_retried_with_jitter_and_a_fresh_nonce() {
+    let (d, w) = run_with(vec![
+        reply(r#"{"error":["EAPI:Invalid nonce"]}"#),
+        reply(r#"{"error":["EAPI:Invalid nonce"]}"#),
+        reply(PLACED),
+    ]);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(w.waits.len(), 2);
+    assert!(
+        w.waits.iter().all(|ms| (10..=40).contains(ms)),
+        "{:?}",
+        w.waits
+    );
+    let nonce = |c: &Call| -> u64 {
+        String::from_utf8_lossy(&c.body).split('&').next().unwrap()[6..]
+            .parse()
+            .unwrap()
+    };
+    assert!(nonce(&w.calls[0]) < nonce(&w.calls[1]) && nonce(&w.calls[1]) < nonce(&w.calls[2]));
+
+    // After an unanswered attempt, a nonce refusal may mean the first one arrived.
+    let mut w = World::with_replies([
+        Transport::Lost("reset".into()),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
+    // (The look-up answers absent, and the deadline has not passed: pending.)
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(d.response.status, 202);
+}
+
+#[test]
+fn without_a_store_kraken_is_asked_first() {
+    let portable = || Host {
+        state_store: None,
+        flavour: "wasi",
+        ..host()
+    };
+    let cl = DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id();
+    let mut w = World::with_replies([reply(NONE_OPEN), reply(NONE_CLOSED), reply(PLACED)]);
+    let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
+    assert!(w.ops.is_empty(), "the portable flavour has no store");
+
+    let mut w = World::with_replies([lookup_found("open", &cl)]);
+    let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(methods(&w), ["OpenOrders"]);
+
+    // A failed look-up sent nothing: 503, TradingView may resend.
+    let mut w = World::with_replies([Transport::NotSent("refused".into())]);
+    let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
+    assert_eq!(d.response.status, 503);
+
+    // A store that fails is treated like no store.
+    let mut w = World::with_replies([reply(NONE_OPEN), reply(NONE_CLOSED), reply(PLACED)]);
+    w.store_fails = true;
+    let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
+}
+
+#[test]
+fn the_time_budget_bounds_every_call() {
+    // Each operation takes 400 ms: the budget leaves room for few calls.
+    let mut w = World::with_replies([
+        Transport::Lost("timed out".into()),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
+    w.tick_us = 400_000;
+    let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(d.response.status, 202, "may exist: pending, never 5xx");
+    let mut spent = 0;
+    for c in &w.calls {
+        assert!(c.timeout_ms <= crate::outcome::BUDGET_MS - crate::outcome::RESPONSE_MARGIN_MS);
+        spent += 1;
+    }
+    assert!(spent < 4);
+    // Out of time before anything was sent: 503, nothing can exist.
+    let mut w = World::with_replies([]);
+    w.tick_us = 1_000_000;
+    let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(d.response.status, 503);
+    assert!(w.calls.is_empty());
+}
+
+#[test]
+fn the_store_is_pruned_on_the_first_alert_of_a_minute() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    w.store.insert("dd:60:1:body:old".into(), b"{}".to_vec());
+    w.store.insert("rl:3".into(), b"9".to_vec());
+    w.send(config(&[]), LIMIT);
+    assert!(w.ops.contains(&StoreOp::Keys));
+    assert!(!w.store.contains_key("dd:60:1:body:old"));
+    assert!(!w.store.contains_key("rl:3"));
+    assert!(w.store.keys().any(|k| k.starts_with("dd:60:")));
+}
+
+#[test]
+fn require_timestamp() {
+    let d = done(handle(
+        config(&[("require_timestamp", "true")]),
+        host(),
+        post(LIMIT, &[]),
+    ));
+    assert_eq!(body(&d)["field"], "timestamp");
+    let with_ts = LIMIT.replace(
+        r#""symbol""#,
+        r#""timestamp":"2025-11-28T18:40:00Z","symbol""#,
+    );
+    assert!(is_call(handle(
+        config(&[("require_timestamp", "true")]),
+        host(),
+        post(&with_ts, &[])
+    )));
 }

@@ -8,6 +8,7 @@
 
 #![allow(unsafe_code)] // `#[http_component]` expands to handle conversions.
 
+mod outbound;
 #[cfg(all(feature = "host-spin", not(feature = "host-wasi")))]
 mod spin;
 #[cfg(feature = "host-wasi")]
@@ -19,15 +20,11 @@ use spin as flavour;
 use wasi as flavour;
 
 use crate::alert::MAX_BODY_BYTES;
-use crate::bridge::{self, Host, Step};
+use crate::bridge::{self, Host, Input, Step};
 use crate::config::Config;
-use crate::kraken::reply::Transport;
-use crate::kraken::request::Call;
 use crate::time::Now;
 use futures::StreamExt;
-use spin_sdk::http::{
-    ErrorCode, Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, SendError,
-};
+use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[spin_sdk::http_component]
@@ -60,13 +57,21 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 
     let mut step = bridge::handle(config, host, request);
     let done = loop {
-        match step {
+        step = match step {
             Step::Done(done) => break done,
-            Step::Send(call, pending) => {
-                let transport = send(call).await;
-                step = pending.resume(transport, now());
+            Step::Call(call, pending) => {
+                let transport = outbound::send(&call);
+                pending.resume(Input::Kraken(transport), now())
             }
-        }
+            Step::Store(op, pending) => {
+                let reply = flavour::store(op);
+                pending.resume(Input::Store(reply), now())
+            }
+            Step::Wait(ms, pending) => {
+                outbound::wait(ms);
+                pending.resume(Input::Waited, now())
+            }
+        };
     };
 
     for line in &done.log {
@@ -147,43 +152,4 @@ fn request_id() -> String {
         bytes[..8].copy_from_slice(&now().0.to_be_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-async fn send(call: Call) -> Transport {
-    let mut builder = spin_sdk::http::Request::builder();
-    builder.method(Method::Post).uri(call.url.as_str());
-    for (name, value) in &call.headers {
-        builder.header(name.as_str(), value.as_str());
-    }
-    let request = builder.body(call.body).build();
-    match spin_sdk::http::send::<_, spin_sdk::http::Response>(request).await {
-        Ok(response) => Transport::Reply {
-            status: *response.status(),
-            body: response.into_body(),
-        },
-        Err(SendError::Http(code)) if certainly_not_sent(&code) => {
-            Transport::NotSent(format!("{code:?}"))
-        }
-        Err(e) => Transport::Lost(e.to_string()),
-    }
-}
-
-/// Failures that happen before any byte of the request can have reached Kraken.
-fn certainly_not_sent(code: &ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::DnsTimeout
-            | ErrorCode::DnsError(_)
-            | ErrorCode::DestinationNotFound
-            | ErrorCode::DestinationUnavailable
-            | ErrorCode::DestinationIpProhibited
-            | ErrorCode::DestinationIpUnroutable
-            | ErrorCode::ConnectionRefused
-            | ErrorCode::ConnectionTimeout
-            | ErrorCode::TlsProtocolError
-            | ErrorCode::TlsCertificateError
-            | ErrorCode::TlsAlertReceived(_)
-            | ErrorCode::HttpRequestDenied
-            | ErrorCode::HttpRequestUriInvalid
-    )
 }

@@ -8,6 +8,13 @@ pub const NAME: &str = "wasi";
 /// No state store in this flavour.
 pub const STATE_STORE: Option<&str> = None;
 
+use crate::store::{StoreOp, StoreReply};
+
+/// There is no store: the core never asks for one when `STATE_STORE` is `None`.
+pub fn store(_op: StoreOp) -> StoreReply {
+    StoreReply::Failed("no state store in the portable flavour".into())
+}
+
 /// A setting from the environment: `webhook_secret` is read from `WEBHOOK_SECRET`.
 pub fn setting(name: &str) -> Option<String> {
     std::env::var(name.to_ascii_uppercase()).ok()

@@ -167,6 +167,63 @@ fn read_add_order(transport: &Transport) -> AddOrder {
     }
 }
 
+/// What an `OpenOrders` or `ClosedOrders` look-up by `cl_ord_id` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// An order with that `cl_ord_id` exists (in any state).
+    Found {
+        /// Its transaction id.
+        txid: String,
+        /// Kraken's description of it.
+        description: String,
+        /// Its status (`open`, `closed`, `canceled`, ...).
+        status: String,
+    },
+    /// The list holds no order with that `cl_ord_id`.
+    Absent,
+    /// The look-up itself failed; nothing can be concluded.
+    Failed(String),
+}
+
+/// Reads an `OpenOrders` (`list = "open"`) or `ClosedOrders` (`list = "closed"`) answer and
+/// finds the order whose `cl_ord_id` is `cl_ord_id` (the filter is checked, not trusted).
+pub fn find_order(transport: &Transport, list: &str, cl_ord_id: &str) -> Lookup {
+    let body = match transport {
+        Transport::Reply { status: 200, body } => body,
+        Transport::Reply { status, .. } => return Lookup::Failed(format!("HTTP {status}")),
+        Transport::NotSent(why) | Transport::Lost(why) => return Lookup::Failed(why.clone()),
+    };
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
+        return Lookup::Failed("not Kraken's JSON envelope".into());
+    };
+    if let Some(error) = envelope.error.iter().find(|e| e.starts_with('E')) {
+        return Lookup::Failed(error.clone());
+    }
+    let Some(orders) = envelope
+        .result
+        .as_ref()
+        .and_then(|r| r.get(list))
+        .and_then(Value::as_object)
+    else {
+        return Lookup::Failed(format!("no `{list}` list in the answer"));
+    };
+    for (txid, order) in orders {
+        if order.get("cl_ord_id").and_then(Value::as_str) == Some(cl_ord_id) {
+            return Lookup::Found {
+                txid: txid.clone(),
+                description: describe(order),
+                status: order
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+        }
+    }
+    Lookup::Absent
+}
+
+/// `descr.order` (and `descr.close`) of an AddOrder result or an order object.
 fn describe(result: &Value) -> String {
     let descr = result.get("descr");
     let order = descr
@@ -174,8 +231,8 @@ fn describe(result: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default();
     match descr.and_then(|d| d.get("close")).and_then(Value::as_str) {
-        Some(close) => format!("{order}; {close}"),
-        None => order.to_string(),
+        Some(close) if !close.is_empty() => format!("{order}; {close}"),
+        _ => order.to_string(),
     }
 }
 
@@ -236,6 +293,37 @@ mod tests {
         ] {
             assert_eq!(classify(e), class, "{e}");
         }
+    }
+
+    #[test]
+    fn finds_orders_by_cl_ord_id() {
+        let open = reply(
+            r#"{"error":[],"result":{"open":{"OTX1-AAAAA-BBBBBB":{"cl_ord_id":"abc","status":"open","descr":{"order":"buy 1.00000000 XBTUSD @ limit 10.0"}},"OTX2-AAAAA-BBBBBB":{"cl_ord_id":"zzz","status":"open","descr":{"order":"x"}}}}}"#,
+        );
+        assert_eq!(
+            find_order(&open, "open", "abc"),
+            Lookup::Found {
+                txid: "OTX1-AAAAA-BBBBBB".into(),
+                description: "buy 1.00000000 XBTUSD @ limit 10.0".into(),
+                status: "open".into()
+            }
+        );
+        assert_eq!(find_order(&open, "open", "nope"), Lookup::Absent);
+        // The wrong list, an error, a transport failure: nothing can be concluded.
+        assert!(matches!(
+            find_order(&open, "closed", "abc"),
+            Lookup::Failed(_)
+        ));
+        assert!(matches!(
+            find_order(&reply(r#"{"error":["EAPI:Invalid nonce"]}"#), "open", "abc"),
+            Lookup::Failed(_)
+        ));
+        assert!(matches!(
+            find_order(&Transport::Lost("timed out".into()), "open", "abc"),
+            Lookup::Failed(_)
+        ));
+        let closed = reply(r#"{"error":[],"result":{"closed":{},"count":0}}"#);
+        assert_eq!(find_order(&closed, "closed", "abc"), Lookup::Absent);
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Call {
     pub body: Vec<u8>,
     /// The Kraken method, e.g. `AddOrder`.
     pub kraken_method: &'static str,
+    /// The whole call (connect, send, answer) must end within this many milliseconds;
+    /// past it the adapter reports [`Transport::Lost`](super::reply::Transport::Lost).
+    pub timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Call {
@@ -41,6 +44,9 @@ impl std::fmt::Debug for Call {
             .finish_non_exhaustive()
     }
 }
+
+/// The time-out of a call until the caller sets one.
+pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 
 /// Builds and signs `POST {base_url}/0/private/{method}` with `params` after the nonce.
 pub fn private_call(
@@ -89,6 +95,7 @@ pub fn private_call(
         ],
         body: body.into_bytes(),
         kraken_method: method,
+        timeout_ms: DEFAULT_TIMEOUT_MS,
     })
 }
 

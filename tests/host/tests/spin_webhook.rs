@@ -352,37 +352,49 @@ fn kraken_refusal_is_422_with_its_error() {
 }
 
 #[test]
-fn ambiguous_kraken_answers_are_202_pending_never_5xx() {
+fn ambiguous_kraken_answers_are_looked_up_never_5xx() {
     let sim = sim();
     let host = spin_host(&sim, &[]);
-    for kind in [
-        FaultKind::HttpStatus {
-            status: 502,
-            body: "<html>bad gateway</html>".into(),
-        },
+    // The order was booked but the answer lost: the look-up finds it.
+    for (i, kind) in [
         FaultKind::ErrorAfterBook {
             error: "EService:Unavailable".into(),
         },
         FaultKind::DropAfterBook,
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         sim.push_fault(Fault::on("AddOrder", kind.clone()));
-        let ex = send(
-            &host,
-            post(
-                limit_alert(WEBHOOK_SECRET)
-                    .replace("0.0125", &format!("0.01{}", sim.requests().len() + 3)),
-                &[],
-            ),
-        );
-        assert_eq!(ex.status, 202, "{kind:?}: {ex}");
-        assert_eq!(ex.json()["status"], "pending");
-        assert_eq!(ex.json()["cl_ord_id"].as_str().unwrap().len(), 32);
-        assert_eq!(events(&ex), ["order_pending"]);
-        assert!(
-            ex.stderr.contains("order_pending"),
-            "order_pending goes to stderr"
+        let body =
+            limit_alert(WEBHOOK_SECRET).replace(r#""side""#, &format!(r#""id":"amb-{i}","side""#));
+        let ex = send(&host, post(body, &[]));
+        assert_eq!(ex.status, 200, "{kind:?}: {ex}");
+        let booked = sim.orders();
+        assert_eq!(
+            ex.json()["txid"],
+            json!([booked.last().unwrap().txid]),
+            "{kind:?}"
         );
     }
+    // A 502 from in front of Kraken: nothing booked, not found, pending (never 5xx).
+    sim.push_fault(Fault::on(
+        "AddOrder",
+        FaultKind::HttpStatus {
+            status: 502,
+            body: "<html>bad gateway</html>".into(),
+        },
+    ));
+    let ex = send(&host, post(limit_alert(WEBHOOK_SECRET), &[]));
+    assert_eq!(ex.status, 202, "{ex}");
+    assert_eq!(ex.json()["status"], "pending");
+    assert_eq!(ex.json()["cl_ord_id"].as_str().unwrap().len(), 32);
+    assert_eq!(events(&ex), ["order_pending"]);
+    assert!(
+        ex.stderr.contains("order_pending"),
+        "order_pending goes to stderr"
+    );
+    assert_eq!(sim.orders().len(), 2);
 }
 
 #[test]
