@@ -38,22 +38,6 @@ pub const FIELDS: &[&str] = &[
     "comment",
 ];
 
-/// Fields of the contract this version parses but cannot act on yet; an alert using one is
-/// refused (`422`, naming it) rather than traded without it.
-const NOT_YET_SUPPORTED: &[&str] = &[
-    "quote_volume",
-    "balance_percent",
-    "price2",
-    "trigger",
-    "time_in_force",
-    "expire_time",
-    "post_only",
-    "reduce_only",
-    "leverage",
-    "stop_loss",
-    "take_profit",
-];
-
 /// A JSON object's top-level members, in body order, keys unique.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object(Vec<(String, Value)>);
@@ -178,6 +162,89 @@ impl OrderType {
     }
 }
 
+/// How much to trade: exactly one of the contract's three sizing fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// `volume`: base units.
+    Volume(Positive),
+    /// `quote_volume`: an amount of the quote currency.
+    Quote(Positive),
+    /// `balance_percent`: a percentage in (0, 100] of the free balance.
+    BalancePercent(Positive),
+}
+
+/// A price as the alert gives it: absolute, or relative to the last trade as Kraken allows
+/// (`+5`, `-1.5%`, `#2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Price {
+    /// An absolute price.
+    Absolute(Positive),
+    /// Kraken's relative form, kept as text: `+`, `-` or `#`, a decimal, optionally `%`.
+    Relative {
+        /// `+`, `-` or `#`.
+        sign: char,
+        /// The offset.
+        amount: Positive,
+        /// A percentage rather than a price difference.
+        percent: bool,
+    },
+}
+
+impl Price {
+    /// The text Kraken receives.
+    pub fn to_kraken(&self) -> String {
+        match self {
+            Price::Absolute(p) => p.to_plain(),
+            Price::Relative {
+                sign,
+                amount,
+                percent,
+            } => format!(
+                "{sign}{}{}",
+                amount.to_plain(),
+                if *percent { "%" } else { "" }
+            ),
+        }
+    }
+
+    /// The absolute price, if this is one.
+    pub fn absolute(&self) -> Option<Positive> {
+        match self {
+            Price::Absolute(p) => Some(*p),
+            Price::Relative { .. } => None,
+        }
+    }
+}
+
+/// `trigger`: which price triggers stop and take-profit orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The last trade (the default).
+    Last,
+    /// The index price.
+    Index,
+}
+
+/// `time_in_force`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeInForce {
+    /// Good till cancelled (the default).
+    Gtc,
+    /// Immediate or cancel.
+    Ioc,
+    /// Good till `expire_time`.
+    Gtd,
+}
+
+/// A conditional close attached to the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// `stop_loss`: a stop-loss at this price.
+    StopLoss(Positive),
+    /// `take_profit`: a take-profit at this price.
+    TakeProfit(Positive),
+}
+
 /// A validated alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -193,10 +260,26 @@ pub struct Alert {
     pub side: Option<Side>,
     /// The order type.
     pub order_type: OrderType,
-    /// Base-asset volume.
-    pub volume: Option<Positive>,
+    /// How much.
+    pub size: Option<Size>,
     /// Limit or trigger price.
-    pub price: Option<Positive>,
+    pub price: Option<Price>,
+    /// The limit price of `*-limit` types.
+    pub price2: Option<Price>,
+    /// Which price triggers.
+    pub trigger: Trigger,
+    /// Time in force.
+    pub time_in_force: TimeInForce,
+    /// Expiry for GTD: Unix seconds, or `+<seconds>` as Kraken takes it.
+    pub expire_time: Option<String>,
+    /// Post-only.
+    pub post_only: bool,
+    /// Reduce-only (margin).
+    pub reduce_only: bool,
+    /// Margin leverage, e.g. `2`.
+    pub leverage: Option<u32>,
+    /// A conditional close.
+    pub close: Option<Close>,
     /// A dry run of this alert.
     pub validate: bool,
     /// Kept in the audit event only.
@@ -212,11 +295,6 @@ impl Alert {
                     printable(key),
                     "unknown field; see the alert fields in the README",
                 ));
-            }
-        }
-        for &name in NOT_YET_SUPPORTED {
-            if object.get(name).is_some() {
-                return Err(FieldError::new(name, "not supported by this version"));
             }
         }
         if let Some(v) = object.get("secret") {
@@ -296,8 +374,97 @@ impl Alert {
                     })?,
             };
 
-        let volume = decimal(object, "volume")?;
-        let price = decimal(object, "price")?;
+        let sizes = [
+            decimal(object, "volume")?.map(Size::Volume),
+            decimal(object, "quote_volume")?.map(Size::Quote),
+            decimal(object, "balance_percent")?.map(Size::BalancePercent),
+        ];
+        let mut given = sizes.iter().flatten();
+        let size = given.next().copied();
+        if given.next().is_some() {
+            let second = ["volume", "quote_volume", "balance_percent"]
+                .into_iter()
+                .zip(&sizes)
+                .filter(|(_, s)| s.is_some())
+                .nth(1)
+                .map_or("volume", |(n, _)| n);
+            return Err(FieldError::new(
+                second,
+                "give exactly one of volume, quote_volume, balance_percent",
+            ));
+        }
+        if let Some(Size::BalancePercent(p)) = size {
+            if p.value() > rust_decimal::Decimal::ONE_HUNDRED {
+                return Err(FieldError::new("balance_percent", "must be at most 100"));
+            }
+        }
+        let price2 = price_field(object, "price2")?;
+        let price = price_field(object, "price")?;
+        let trigger = match text(object, "trigger", 8)?.map(|s| s.to_ascii_lowercase()) {
+            None => Trigger::Last,
+            Some(t) if t == "last" => Trigger::Last,
+            Some(t) if t == "index" => Trigger::Index,
+            Some(_) => return Err(FieldError::new("trigger", "must be last or index")),
+        };
+        let time_in_force = match text(object, "time_in_force", 8)?.map(|s| s.to_ascii_uppercase())
+        {
+            None => TimeInForce::Gtc,
+            Some(t) if t == "GTC" => TimeInForce::Gtc,
+            Some(t) if t == "IOC" => TimeInForce::Ioc,
+            Some(t) if t == "GTD" => TimeInForce::Gtd,
+            Some(_) => return Err(FieldError::new("time_in_force", "must be GTC, IOC or GTD")),
+        };
+        let expire_time = match object.get("expire_time") {
+            None => None,
+            Some(v) => {
+                let t = match v {
+                    Value::String(s) => s.trim().to_string(),
+                    Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                let digits = t.strip_prefix('+').unwrap_or(&t);
+                if digits.is_empty()
+                    || digits.len() > 12
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(FieldError::new(
+                        "expire_time",
+                        "Unix seconds, or +<seconds> from now",
+                    ));
+                }
+                Some(t)
+            }
+        };
+        let post_only = boolean(object, "post_only")?.unwrap_or(false);
+        let reduce_only = boolean(object, "reduce_only")?.unwrap_or(false);
+        let leverage = match object.get("leverage") {
+            None => None,
+            Some(v) => {
+                let t = match v {
+                    Value::String(s) => s.trim().trim_end_matches(":1").to_string(),
+                    Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                match t.parse::<u32>() {
+                    Ok(n) if (2..=10).contains(&n) => Some(n),
+                    _ => return Err(FieldError::new("leverage", "a whole number from 2 to 10")),
+                }
+            }
+        };
+        let close = match (
+            decimal(object, "stop_loss")?,
+            decimal(object, "take_profit")?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new(
+                    "take_profit",
+                    "give at most one of stop_loss, take_profit",
+                ));
+            }
+            (Some(p), None) => Some(Close::StopLoss(p)),
+            (None, Some(p)) => Some(Close::TakeProfit(p)),
+            (None, None) => None,
+        };
         let validate = boolean(object, "validate")?.unwrap_or(false);
         let comment = text(object, "comment", 256)?;
 
@@ -308,8 +475,16 @@ impl Alert {
             symbol,
             side,
             order_type,
-            volume,
+            size,
             price,
+            price2,
+            trigger,
+            time_in_force,
+            expire_time,
+            post_only,
+            reduce_only,
+            leverage,
+            close,
             validate,
             comment,
         })
@@ -357,6 +532,46 @@ fn decimal(object: &Object, name: &str) -> Result<Option<Positive>, FieldError> 
     Positive::parse(&text)
         .map(Some)
         .map_err(|reason| FieldError::new(name, reason))
+}
+
+fn price_field(object: &Object, name: &str) -> Result<Option<Price>, FieldError> {
+    let text = match object.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => {
+            let p = Positive::parse(&n.to_string()).map_err(|r| FieldError::new(name, r))?;
+            return Ok(Some(Price::Absolute(p)));
+        }
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => return Err(FieldError::new(name, "must be a decimal string or number")),
+    };
+    let (sign, rest) = match text.chars().next() {
+        Some(c @ ('+' | '-' | '#')) => (Some(c), &text[1..]),
+        _ => (None, text.as_str()),
+    };
+    let (rest, percent) = match rest.strip_suffix('%') {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let amount = Positive::parse(rest).map_err(|_| {
+        FieldError::new(
+            name,
+            "a price such as 37500.5, or relative to the last trade: +50, -1.5%, #2",
+        )
+    })?;
+    Ok(Some(match sign {
+        None if !percent => Price::Absolute(amount),
+        None => {
+            return Err(FieldError::new(
+                name,
+                "a percentage needs a sign: +1.5% or -1.5%",
+            ));
+        }
+        Some(sign) => Price::Relative {
+            sign,
+            amount,
+            percent,
+        },
+    }))
 }
 
 fn boolean(object: &Object, name: &str) -> Result<Option<bool>, FieldError> {
@@ -428,26 +643,56 @@ mod tests {
         assert_eq!(a.symbol.as_deref(), Some("XBTUSD"));
         assert_eq!(a.side, Some(Side::Buy));
         assert_eq!(a.order_type, OrderType::Limit);
-        assert_eq!(a.volume.unwrap().to_plain(), "1.25");
-        assert_eq!(a.price.unwrap().to_plain(), "37500");
+        assert_eq!(a.size, Some(Size::Volume(Positive::parse("1.25").unwrap())));
+        assert_eq!(a.price.unwrap().to_kraken(), "37500");
         assert!(a.validate);
         assert_eq!(a.comment.as_deref(), Some("entry"));
     }
 
     #[test]
     fn numbers_keep_their_exact_text() {
+        let vol = |a: Alert| match a.size {
+            Some(Size::Volume(v)) => v.to_plain(),
+            other => panic!("{other:?}"),
+        };
         let a = alert(r#"{"volume":0.1000000000000000055511151231}"#).unwrap();
-        assert_eq!(
-            a.volume.unwrap().to_plain(),
-            "0.1000000000000000055511151231"
-        );
+        assert_eq!(vol(a), "0.1000000000000000055511151231");
         // More digits than an exact decimal holds are refused, never rounded.
         assert_eq!(
             field_of(r#"{"volume":0.1000000000000000055511151231257827}"#),
             "volume"
         );
         let a = alert(r#"{"volume":0.3}"#).unwrap();
-        assert_eq!(a.volume.unwrap().to_plain(), "0.3");
+        assert_eq!(vol(a), "0.3");
+    }
+
+    #[test]
+    fn every_sizing_mode_and_price_form() {
+        let a = alert(r#"{"quote_volume":"100"}"#).unwrap();
+        assert!(matches!(a.size, Some(Size::Quote(_))));
+        let a = alert(r#"{"balance_percent":100}"#).unwrap();
+        assert!(matches!(a.size, Some(Size::BalancePercent(_))));
+        for (text, kraken) in [
+            ("+50", "+50"),
+            ("-1.50%", "-1.5%"),
+            ("#2", "#2"),
+            ("37500.10", "37500.1"),
+        ] {
+            let a = alert(&format!(r#"{{"price":"{text}","price2":"{text}"}}"#)).unwrap();
+            assert_eq!(a.price.unwrap().to_kraken(), kraken);
+            assert_eq!(a.price2.unwrap().to_kraken(), kraken);
+        }
+        let a = alert(
+            r#"{"trigger":"index","time_in_force":"gtd","expire_time":"+3600","post_only":true,
+                "reduce_only":"true","leverage":"3:1","stop_loss":"60000"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.trigger, Trigger::Index);
+        assert_eq!(a.time_in_force, TimeInForce::Gtd);
+        assert_eq!(a.expire_time.as_deref(), Some("+3600"));
+        assert!(a.post_only && a.reduce_only);
+        assert_eq!(a.leverage, Some(3));
+        assert!(matches!(a.close, Some(Close::StopLoss(_))));
     }
 
     #[test]
@@ -481,7 +726,25 @@ mod tests {
         assert_eq!(field_of(r#"{"comment":"a\u0000b"}"#), "comment");
         assert_eq!(field_of(r#"{"symbol":7}"#), "symbol");
         assert_eq!(field_of(r#"{"secret":7}"#), "secret");
-        assert_eq!(field_of(r#"{"quote_volume":"10"}"#), "quote_volume");
+        assert_eq!(
+            field_of(r#"{"volume":"1","quote_volume":"10"}"#),
+            "quote_volume"
+        );
+        assert_eq!(
+            field_of(r#"{"balance_percent":"100.01"}"#),
+            "balance_percent"
+        );
+        assert_eq!(field_of(r#"{"price2":"1%"}"#), "price2");
+        assert_eq!(field_of(r#"{"price":"+-1"}"#), "price");
+        assert_eq!(field_of(r#"{"trigger":"mark"}"#), "trigger");
+        assert_eq!(field_of(r#"{"time_in_force":"FOK"}"#), "time_in_force");
+        assert_eq!(field_of(r#"{"expire_time":"tomorrow"}"#), "expire_time");
+        assert_eq!(field_of(r#"{"leverage":"100"}"#), "leverage");
+        assert_eq!(
+            field_of(r#"{"stop_loss":"1","take_profit":"2"}"#),
+            "take_profit"
+        );
+        assert_eq!(field_of(r#"{"post_only":"maybe"}"#), "post_only");
     }
 
     #[test]

@@ -15,7 +15,6 @@ use crate::idempotency::DedupeKey;
 use crate::kraken::reply::Transport;
 use crate::kraken::request::Call;
 pub use crate::outcome::Pending;
-use crate::plan::plan;
 use crate::reject::{AuthFailure, Reject};
 use crate::response::Response;
 use crate::route::{route, Route};
@@ -280,12 +279,14 @@ fn webhook(cx: Cx, request: &Request) -> Step {
     if !cx.config.trading_enabled {
         return cx.reject(Reject::TradingDisabled, None);
     }
+    if let Err(reject) = crate::plan::precheck(&alert) {
+        return match reject {
+            Reject::InvalidAlert(e) => rejected_alert(&cx, e),
+            other => cx.reject(other, None),
+        };
+    }
     let key = DedupeKey::new(alert.id.as_deref(), &request.body);
-    let order = match plan(&alert, cx.config.dry_run, &key) {
-        Ok(o) => o,
-        Err(e) => return rejected_alert(&cx, e),
-    };
-    Pending::start(cx, alert, order, credential, key)
+    Pending::start(cx, alert, credential, key)
 }
 
 fn rejected_alert(cx: &Cx, e: crate::reject::FieldError) -> Step {

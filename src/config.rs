@@ -44,14 +44,7 @@ pub const SECRET_SETTINGS: &[&str] = &[
 
 /// Settings this version does not implement yet. Setting one is a configuration problem
 /// rather than a silently ignored risk control.
-const NOT_YET_SUPPORTED: &[&str] = &[
-    "allowed_symbols",
-    "symbol_map",
-    "max_order_value",
-    "allowed_ips",
-    "client_ip_header",
-    "cors_allowed_origins",
-];
+const NOT_YET_SUPPORTED: &[&str] = &["allowed_ips", "client_ip_header", "cors_allowed_origins"];
 
 /// The minimum length of the webhook secret, in bytes (contract 2.1, item 5).
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
@@ -125,6 +118,12 @@ pub struct Config {
     pub trading_enabled: bool,
     /// Every order sent with `validate=true`.
     pub dry_run: bool,
+    /// Kraken pairs alerts may trade; empty: any.
+    pub allowed_symbols: Vec<String>,
+    /// `TVSYMBOL=KRAKENPAIR` overrides.
+    pub symbol_map: Vec<(String, String)>,
+    /// Cap per order, in the quote currency.
+    pub max_order_value: Option<rust_decimal::Decimal>,
     /// Alerts without a `timestamp` are refused.
     pub require_timestamp: bool,
     /// Accepted alerts per minute.
@@ -256,6 +255,32 @@ impl Config {
             }
         };
 
+        let allowed_symbols: Vec<String> = get("allowed_symbols")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_ascii_uppercase())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let symbol_map = match get("symbol_map") {
+            None => Vec::new(),
+            Some(v) => crate::kraken::pairs::parse_symbol_map(&v).unwrap_or_else(|reason| {
+                problems.push(problem("symbol_map", reason));
+                Vec::new()
+            }),
+        };
+        let max_order_value = match get("max_order_value") {
+            None => None,
+            Some(v) => match crate::decimal::Positive::parse(&v) {
+                Ok(p) => Some(p.value()),
+                Err(reason) => {
+                    problems.push(problem("max_order_value", reason));
+                    None
+                }
+            },
+        };
+
         for &name in NOT_YET_SUPPORTED {
             if get(name).is_some() && !has(&problems, name) {
                 problems.push(problem(name, "not supported by this version; unset it"));
@@ -272,6 +297,9 @@ impl Config {
             environment,
             trading_enabled,
             dry_run,
+            allowed_symbols,
+            symbol_map,
+            max_order_value,
             require_timestamp,
             rate_limit_per_minute,
             replay_window_seconds,
@@ -408,6 +436,8 @@ mod tests {
             ("kraken_api_url", "https://api.kraken.com/0/private"),
             ("kraken_api_url", "ftp://x"),
             ("kraken_api_secret", "not base64!"),
+            ("symbol_map", "BTCUSD"),
+            ("max_order_value", "-5"),
             ("allowed_ips", "52.89.214.238"),
         ] {
             let c = with(&[(name, value)]);

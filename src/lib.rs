@@ -28,6 +28,7 @@ pub mod plan;
 pub mod rate_limit;
 pub mod reject;
 pub mod response;
+pub mod rounding;
 pub mod route;
 pub mod secret;
 pub mod store;

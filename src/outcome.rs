@@ -23,20 +23,24 @@
 //! carries a time-out from what is left of the budget, and a request that could still have
 //! placed an order never answers 5xx.
 
-use crate::alert::Alert;
+use crate::alert::{Action, Alert};
 use crate::audit::Event;
 use crate::auth::Credential;
 use crate::bridge::{Cx, Input, Step};
 use crate::config::Level;
 use crate::idempotency::{DedupeKey, Record, RecordState, IN_FLIGHT_STALE_SECS};
+use crate::kraken::pairs::Pair;
+use crate::kraken::pairs::{Pairs, Unresolved};
 use crate::kraken::reply::{self, AddOrder, Lookup, Transport};
-use crate::kraken::request::{private_call, Credentials};
+use crate::kraken::request::{private_call, public_call, Credentials};
 use crate::plan::OrderPlan;
+use crate::plan::{self, Limits, Market};
 use crate::reject::Reject;
 use crate::response::Response;
 use crate::store::{StoreOp, StoreReply};
 use crate::time::Now;
 use crate::{idempotency, rate_limit};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -51,6 +55,18 @@ pub const MIN_CALL_MS: u64 = 150;
 pub const ORDER_DEADLINE_MS: u64 = 5_000;
 /// AddOrder attempts refused for a stale nonce are retried up to this many times in all.
 pub const MAX_ATTEMPTS: u8 = 4;
+/// Where the pairs are cached in the state store.
+pub const PAIRS_KEY: &str = "kraken:pairs";
+/// How long cached pairs are used before they are fetched again.
+pub const PAIRS_TTL_SECS: u64 = 3_600;
+
+/// The cached `AssetPairs`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PairsCache {
+    fetched_at: u64,
+    pairs: Pairs,
+}
+
 /// Prune the store on the first alert of each minute and every this many alerts after.
 const PRUNE_EVERY: u32 = 16;
 
@@ -84,6 +100,12 @@ enum Stage {
     RateRead,
     RateWrite,
     Claim,
+    Cancel,
+    PairsRead,
+    PairsFetch,
+    PairsWrite,
+    Ticker,
+    Balance,
     LookupBefore(List),
     Add,
     Wait,
@@ -107,10 +129,22 @@ struct Finish {
 pub struct Pending {
     cx: Cx,
     alert: Alert,
-    order: OrderPlan,
+    /// The planned order, once the market data is in.
+    order: Option<OrderPlan>,
     credential: Credential,
     key: DedupeKey,
+    cl_ord_id: String,
     store_keys: [String; 2],
+    /// The resolved pair and what was fetched for the plan.
+    pair: Option<Pair>,
+    last: Option<Decimal>,
+    free: Option<(Decimal, Decimal)>,
+    /// Pairs fetched from Kraken in this request, waiting to be cached.
+    fetched: Option<Pairs>,
+    /// The pairs came from the cache (an unknown symbol then refreshes them once).
+    pairs_from_cache: bool,
+    /// Kraken did not know the pair: forget the cached pairs.
+    drop_pairs_cache: bool,
     stage: Stage,
     /// When the request arrived: the budget runs from here.
     started: Now,
@@ -134,23 +168,24 @@ pub struct Pending {
 
 impl Pending {
     /// Starts the machine for a planned order.
-    pub(crate) fn start(
-        cx: Cx,
-        alert: Alert,
-        order: OrderPlan,
-        credential: Credential,
-        key: DedupeKey,
-    ) -> Step {
+    pub(crate) fn start(cx: Cx, alert: Alert, credential: Credential, key: DedupeKey) -> Step {
         let now = cx.host.now;
         let store_keys = key.store_keys(now.secs(), cx.config.dedupe_window_seconds);
         let has_store = cx.host.state_store.is_some();
         let p = Pending {
             cx,
             alert,
-            order,
+            order: None,
             credential,
+            cl_ord_id: key.cl_ord_id(),
             key,
             store_keys,
+            pair: None,
+            last: None,
+            free: None,
+            fetched: None,
+            pairs_from_cache: false,
+            drop_pairs_cache: false,
             stage: Stage::DedupeRead(0),
             started: now,
             store_ok: has_store,
@@ -168,7 +203,7 @@ impl Pending {
             let k = p.store_keys[0].clone();
             p.store(Stage::DedupeRead(0), StoreOp::Get(k))
         } else {
-            p.kraken_begin()
+            p.prepare()
         }
     }
 
@@ -182,8 +217,17 @@ impl Pending {
             (Stage::Claim, Input::Store(reply)) => {
                 self.claimed = reply == StoreReply::Done;
                 self.store_ok &= self.claimed;
-                self.kraken_begin()
+                self.prepare()
             }
+            (Stage::Cancel, Input::Kraken(t)) => self.on_cancel(&t),
+            (Stage::PairsRead, Input::Store(reply)) => self.on_pairs_read(reply),
+            (Stage::PairsFetch, Input::Kraken(t)) => self.on_pairs_fetch(&t),
+            (Stage::PairsWrite, Input::Store(_)) => {
+                let pairs = self.fetched.take().expect("fetched pairs");
+                self.resolve(&pairs)
+            }
+            (Stage::Ticker, Input::Kraken(t)) => self.on_ticker(&t),
+            (Stage::Balance, Input::Kraken(t)) => self.on_balance(&t),
             (Stage::LookupBefore(list), Input::Kraken(t)) => self.on_lookup_before(list, &t),
             (Stage::Add, Input::Kraken(t)) => self.on_add(&t),
             (Stage::Wait, Input::Waited) => self.add(),
@@ -229,7 +273,7 @@ impl Pending {
                 // Without a working store, Kraken's own records are the dedupe.
                 self.store_ok = false;
                 self.lookup_first = true;
-                self.kraken_begin()
+                self.prepare()
             }
         }
     }
@@ -275,7 +319,7 @@ impl Pending {
         let record = Record {
             state: RecordState::InFlight,
             first_seen: self.cx.host.now.secs(),
-            cl_ord_id: self.order.cl_ord_id.clone(),
+            cl_ord_id: self.cl_ord_id.clone(),
             status: 0,
             body: Value::Null,
         };
@@ -294,6 +338,17 @@ impl Pending {
             .millis()
             .saturating_sub(self.started.millis());
         (BUDGET_MS - RESPONSE_MARGIN_MS).saturating_sub(spent)
+    }
+
+    fn public(mut self, stage: Stage, method: &'static str, query: &[(&str, String)]) -> Step {
+        let remaining = self.remaining_ms();
+        if remaining < MIN_CALL_MS {
+            return self.out_of_time();
+        }
+        let mut call = public_call(&self.cx.config.kraken_api_url, method, query);
+        call.timeout_ms = remaining;
+        self.stage = stage;
+        Step::Call(call, Box::new(self))
     }
 
     fn call(mut self, stage: Stage, method: &'static str, params: &[(&str, String)]) -> Step {
@@ -323,12 +378,203 @@ impl Pending {
         }
     }
 
-    fn kraken_begin(self) -> Step {
-        if self.lookup_first && !self.order.validate {
-            self.lookup(Stage::LookupBefore(List::Open))
-        } else {
-            self.add()
+    /// After the claim: cancel everything, or fetch what the plan needs.
+    fn prepare(self) -> Step {
+        if self.alert.action == Action::CancelAll {
+            return self.call(Stage::Cancel, "CancelAll", &[]);
         }
+        if self.store_ok {
+            self.store(Stage::PairsRead, StoreOp::Get(PAIRS_KEY.to_string()))
+        } else {
+            self.fetch_pairs()
+        }
+    }
+
+    fn on_cancel(self, t: &Transport) -> Step {
+        match reply::cancel_all(t) {
+            AddOrder::Placed { description, .. } => {
+                let count: u64 = description.parse().unwrap_or(0);
+                let body = json!({ "status": "cancelled", "count": count });
+                let event = self
+                    .event(Level::Info, "orders_cancelled")
+                    .with("count", count);
+                self.respond(200, body, event)
+            }
+            AddOrder::Rejected { error } => {
+                let event = self
+                    .event(Level::Warn, "order_rejected")
+                    .with("kraken_error", error.clone());
+                self.reject_recorded(
+                    Reject::OrderRejected {
+                        kraken_error: error,
+                    },
+                    event,
+                )
+            }
+            AddOrder::Transient { error }
+            | AddOrder::Ambiguous { reason: error }
+            | AddOrder::Validated { description: error } => {
+                // Cancelling again is harmless: worth a resend.
+                self.unavailable(error)
+            }
+        }
+    }
+
+    fn on_pairs_read(mut self, reply: StoreReply) -> Step {
+        let now = self.cx.host.now.secs();
+        let cached = match reply {
+            StoreReply::Value(Some(bytes)) => serde_json::from_slice::<PairsCache>(&bytes)
+                .ok()
+                .filter(|c| now.saturating_sub(c.fetched_at) <= PAIRS_TTL_SECS),
+            _ => None,
+        };
+        match cached {
+            Some(c) => {
+                self.pairs_from_cache = true;
+                self.resolve(&c.pairs)
+            }
+            None => self.fetch_pairs(),
+        }
+    }
+
+    fn fetch_pairs(mut self) -> Step {
+        self.pairs_from_cache = false;
+        self.public(Stage::PairsFetch, "AssetPairs", &[])
+    }
+
+    fn on_pairs_fetch(mut self, t: &Transport) -> Step {
+        let pairs = match t {
+            Transport::Reply { status: 200, body } => Pairs::from_asset_pairs(body),
+            Transport::Reply { status, .. } => Err(format!("HTTP {status}")),
+            Transport::NotSent(e) | Transport::Lost(e) => Err(e.clone()),
+        };
+        match pairs {
+            Ok(pairs) if self.store_ok => {
+                let cache = PairsCache {
+                    fetched_at: self.cx.host.now.secs(),
+                    pairs,
+                };
+                let bytes = serde_json::to_vec(&cache).expect("pairs serialise");
+                self.fetched = Some(cache.pairs);
+                self.store(
+                    Stage::PairsWrite,
+                    StoreOp::Set(PAIRS_KEY.to_string(), bytes),
+                )
+            }
+            Ok(pairs) => self.resolve(&pairs),
+            Err(e) => self.unavailable(format!("could not read Kraken's pairs: {e}")),
+        }
+    }
+
+    fn resolve(mut self, pairs: &Pairs) -> Step {
+        let symbol = self.alert.symbol.clone().unwrap_or_default();
+        let pair = match pairs.resolve(&symbol, &self.cx.config.symbol_map) {
+            Ok(pair) => pair.clone(),
+            // A new listing may be missing from the cache: refresh it once.
+            Err(Unresolved::Unknown) if self.pairs_from_cache => return self.fetch_pairs(),
+            Err(why) => {
+                let reason = match why {
+                    Unresolved::Perpetual => format!(
+                        "{symbol} is a perpetual contract; Kraken spot trades only spot pairs"
+                    ),
+                    Unresolved::Ambiguous => format!("{symbol} matches more than one Kraken pair; use the pair name or symbol_map"),
+                    Unresolved::Unknown => format!("{symbol} matches no Kraken pair; use a Kraken pair name (e.g. XBTUSD) or symbol_map"),
+                };
+                return self.refuse(Reject::UnknownSymbol { reason });
+            }
+        };
+        let allowed = &self.cx.config.allowed_symbols;
+        if !allowed.is_empty()
+            && !allowed
+                .iter()
+                .any(|a| *a == pair.id || *a == pair.altname || *a == pair.wsname)
+        {
+            return self.refuse(Reject::SymbolNotAllowed { pair: pair.altname });
+        }
+        if pair.status != "online" {
+            let reason = format!(
+                "{} is {} on Kraken: no new orders",
+                pair.altname, pair.status
+            );
+            return self.refuse(Reject::PairUnavailable { reason });
+        }
+        let id = pair.id.clone();
+        self.pair = Some(pair);
+        if plan::needs(&self.alert).ticker {
+            self.public(Stage::Ticker, "Ticker", &[("pair", id)])
+        } else {
+            self.after_ticker()
+        }
+    }
+
+    fn on_ticker(mut self, t: &Transport) -> Step {
+        let id = self.pair.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        match reply::last_price(t, &id) {
+            Ok(last) => {
+                self.last = Some(last);
+                self.after_ticker()
+            }
+            Err(e) => self.unavailable(format!("could not read the last trade price: {e}")),
+        }
+    }
+
+    fn after_ticker(self) -> Step {
+        if plan::needs(&self.alert).balance {
+            self.call(Stage::Balance, "BalanceEx", &[])
+        } else {
+            self.make_plan()
+        }
+    }
+
+    fn on_balance(mut self, t: &Transport) -> Step {
+        let (base, quote) = {
+            let pair = self.pair.as_ref().expect("resolved");
+            (pair.base.clone(), pair.quote.clone())
+        };
+        match reply::free_balances(t, &base, &quote) {
+            Ok(free) => {
+                self.free = Some(free);
+                self.make_plan()
+            }
+            Err(e) => self.unavailable(format!("could not read balances: {e}")),
+        }
+    }
+
+    fn make_plan(mut self) -> Step {
+        let pair = self.pair.clone().expect("resolved");
+        let market = Market {
+            pair: &pair,
+            last: self.last,
+            free_base: self.free.map(|f| f.0),
+            free_quote: self.free.map(|f| f.1),
+        };
+        let limits = Limits {
+            max_order_value: self.cx.config.max_order_value,
+            dry_run: self.cx.config.dry_run,
+        };
+        match plan::plan(&self.alert, &market, limits, &self.key) {
+            Ok(order) => {
+                let validate = order.validate;
+                self.order = Some(order);
+                if self.lookup_first && !validate {
+                    self.lookup(Stage::LookupBefore(List::Open))
+                } else {
+                    self.add()
+                }
+            }
+            Err(Reject::Unavailable { reason, .. }) => self.unavailable(reason),
+            Err(reject) => self.refuse(reject),
+        }
+    }
+
+    /// A refusal decided before Kraken saw an order: recorded, with `alert_rejected`.
+    fn refuse(self, reject: Reject) -> Step {
+        let event = self
+            .event(Level::Warn, "alert_rejected")
+            .with("status", reject.status())
+            .with("error", reject.code())
+            .with("reason", reject.detail());
+        self.reject_recorded(reject, event)
     }
 
     fn lookup(self, stage: Stage) -> Step {
@@ -336,12 +582,12 @@ impl Pending {
             Stage::LookupBefore(l) | Stage::LookupAfter(l) => l,
             _ => unreachable!("not a look-up stage"),
         };
-        let params = [("cl_ord_id", self.order.cl_ord_id.clone())];
+        let params = [("cl_ord_id", self.cl_ord_id.clone())];
         self.call(stage, list.method(), &params)
     }
 
     fn on_lookup_before(self, list: List, t: &Transport) -> Step {
-        match reply::find_order(t, list.key(), &self.order.cl_ord_id) {
+        match reply::find_order(t, list.key(), &self.cl_ord_id) {
             Lookup::Found {
                 txid, description, ..
             } => {
@@ -349,7 +595,7 @@ impl Pending {
                     "status": "placed",
                     "txid": [txid],
                     "description": description,
-                    "cl_ord_id": self.order.cl_ord_id,
+                    "cl_ord_id": self.cl_ord_id,
                 });
                 let record = self.record(200, &body);
                 self.duplicate(&record, true)
@@ -367,19 +613,20 @@ impl Pending {
         self.attempts += 1;
         let deadline = Now(self.cx.host.now.0 + ORDER_DEADLINE_MS * 1_000);
         self.order_deadline = Some(deadline);
-        let mut params = self.order.params();
+        let mut params = self.order.as_ref().expect("planned").params();
         params.push(("deadline", deadline.rfc3339()));
         self.call(Stage::Add, "AddOrder", &params)
     }
 
     fn on_add(mut self, t: &Transport) -> Step {
-        match reply::add_order(t, self.order.validate) {
+        let validate = self.order.as_ref().is_some_and(|o| o.validate);
+        match reply::add_order(t, validate) {
             AddOrder::Placed { txid, description } => {
                 let body = json!({
                     "status": "placed",
                     "txid": txid,
                     "description": description,
-                    "cl_ord_id": self.order.cl_ord_id,
+                    "cl_ord_id": self.cl_ord_id,
                 });
                 let event = self.event(Level::Info, "order_placed").with("txid", txid);
                 self.respond(200, body, event)
@@ -393,10 +640,16 @@ impl Pending {
                 let event = self
                     .event(Level::Warn, "order_rejected")
                     .with("kraken_error", error.clone());
+                let unknown_pair = error.starts_with("EQuery:Unknown asset pair");
                 let reject = Reject::OrderRejected {
                     kraken_error: error,
                 };
-                self.reject_recorded(reject, event)
+                let mut step_owner = self;
+                if unknown_pair && step_owner.store_ok {
+                    // The cached pairs are out of date: the next alert fetches them again.
+                    step_owner.drop_pairs_cache = true;
+                }
+                step_owner.reject_recorded(reject, event)
             }
             AddOrder::Transient { error } if error.starts_with("EAPI:Invalid nonce") => {
                 if self.ambiguous {
@@ -431,7 +684,7 @@ impl Pending {
     }
 
     fn on_lookup_after(mut self, list: List, t: &Transport) -> Step {
-        match reply::find_order(t, list.key(), &self.order.cl_ord_id) {
+        match reply::find_order(t, list.key(), &self.cl_ord_id) {
             Lookup::Found {
                 txid, description, ..
             } => {
@@ -439,7 +692,7 @@ impl Pending {
                     "status": "placed",
                     "txid": [txid.clone()],
                     "description": description,
-                    "cl_ord_id": self.order.cl_ord_id,
+                    "cl_ord_id": self.cl_ord_id,
                 });
                 let event = self
                     .event(Level::Info, "order_placed")
@@ -484,18 +737,36 @@ impl Pending {
     // ---- outcomes ----------------------------------------------------------------------
 
     fn event(&self, level: Level, name: &'static str) -> Event {
-        let order = &self.order;
         let mut e = Event::new(level, name)
-            .with("pair", order.pair.clone())
-            .with("side", order.side.as_str())
-            .with("order_type", order.order_type.as_str())
-            .with("volume", order.volume.to_plain())
-            .with("cl_ord_id", order.cl_ord_id.clone())
-            .with("validate", order.validate)
+            .with("cl_ord_id", self.cl_ord_id.clone())
             .with("auth", self.credential.as_str())
             .with("attempts", self.attempts);
-        if let Some(p) = order.price {
-            e = e.with("price", p.to_plain());
+        match &self.order {
+            Some(order) => {
+                e = e
+                    .with("pair", order.pair.clone())
+                    .with("side", order.side.as_str())
+                    .with("order_type", order.order_type.as_str())
+                    .with("volume", order.volume.clone())
+                    .with("validate", order.validate);
+                if let Some(p) = &order.price {
+                    e = e.with("price", p.clone());
+                }
+                if let Some(p) = &order.price2 {
+                    e = e.with("price2", p.clone());
+                }
+            }
+            None => {
+                let action = match self.alert.action {
+                    Action::Order => "order",
+                    Action::Close => "close",
+                    Action::CancelAll => "cancel_all",
+                };
+                e = e.with("action", action);
+                if let Some(s) = &self.alert.symbol {
+                    e = e.with("symbol", s.clone());
+                }
+            }
         }
         if let Some(id) = &self.alert.id {
             e = e.with("alert_id", id.clone());
@@ -510,7 +781,7 @@ impl Pending {
         Record {
             state: RecordState::Done,
             first_seen: self.started.secs(),
-            cl_ord_id: self.order.cl_ord_id.clone(),
+            cl_ord_id: self.cl_ord_id.clone(),
             status,
             body: body.clone(),
         }
@@ -531,7 +802,7 @@ impl Pending {
     }
 
     fn pending(self, reason: &str) -> Step {
-        let body = json!({ "status": "pending", "cl_ord_id": self.order.cl_ord_id });
+        let body = json!({ "status": "pending", "cl_ord_id": self.cl_ord_id });
         let event = self
             .event(Level::Error, "order_pending")
             .with("reason", reason.to_string());

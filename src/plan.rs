@@ -1,23 +1,62 @@
-//! From a validated alert to the exact AddOrder Kraken will receive (contract 2.2, 2.3).
+//! From a validated alert and the market to the exact AddOrder Kraken will receive
+//! (contract 2.2 and 2.3): sizing, rounding, minimums, risk limits and every order type's
+//! rules, checked before Kraken is called.
 
-use crate::alert::{Action, Alert, OrderType, Side};
-use crate::decimal::Positive;
+use crate::alert::{Action, Alert, Close, OrderType, Price, Side, Size, TimeInForce, Trigger};
 use crate::idempotency::DedupeKey;
-use crate::reject::FieldError;
+use crate::kraken::pairs::Pair;
+use crate::reject::{FieldError, Reject};
+use crate::rounding::{price_to_tick, volume_down, Toward};
+use rust_decimal::Decimal;
+
+/// What the market looks like, as far as the plan needs it.
+#[derive(Debug, Clone)]
+pub struct Market<'a> {
+    /// The resolved pair.
+    pub pair: &'a Pair,
+    /// The last trade price (`Ticker`), when it was needed.
+    pub last: Option<Decimal>,
+    /// Free balances of the pair's base and quote assets (`BalanceEx`), when needed.
+    pub free_base: Option<Decimal>,
+    /// Free quote balance.
+    pub free_quote: Option<Decimal>,
+}
+
+/// The settings that limit an order.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max_order_value`, in the quote currency.
+    pub max_order_value: Option<Decimal>,
+    /// `dry_run`.
+    pub dry_run: bool,
+}
+
+/// What the plan needs fetched before it can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// The last trade price.
+    pub ticker: bool,
+    /// Free balances.
+    pub balance: bool,
+}
 
 /// One AddOrder, every value final.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderPlan {
-    /// Kraken pair id or altname.
+    /// Kraken pair altname.
     pub pair: String,
     /// Buy or sell.
     pub side: Side,
     /// Kraken order type.
     pub order_type: OrderType,
-    /// Base-asset volume.
-    pub volume: Positive,
-    /// Limit price, for `limit`.
-    pub price: Option<Positive>,
+    /// Base volume, rounded.
+    pub volume: String,
+    /// `price`, as sent.
+    pub price: Option<String>,
+    /// `price2`, as sent.
+    pub price2: Option<String>,
+    /// The other parameters (trigger, time in force, flags, close...).
+    pub extra: Vec<(&'static str, String)>,
     /// Deterministic client order id.
     pub cl_ord_id: String,
     /// Sent with `validate=true`: nothing trades.
@@ -25,17 +64,21 @@ pub struct OrderPlan {
 }
 
 impl OrderPlan {
-    /// AddOrder's parameters (the nonce and `otp` are added when the call is signed).
+    /// AddOrder's parameters (nonce, deadline and `otp` are added when the call is signed).
     pub fn params(&self) -> Vec<(&'static str, String)> {
         let mut p = vec![
             ("pair", self.pair.clone()),
             ("type", self.side.as_str().to_string()),
             ("ordertype", self.order_type.as_str().to_string()),
-            ("volume", self.volume.to_plain()),
+            ("volume", self.volume.clone()),
         ];
-        if let Some(price) = self.price {
-            p.push(("price", price.to_plain()));
+        if let Some(price) = &self.price {
+            p.push(("price", price.clone()));
         }
+        if let Some(price2) = &self.price2 {
+            p.push(("price2", price2.clone()));
+        }
+        p.extend(self.extra.iter().cloned());
         p.push(("cl_ord_id", self.cl_ord_id.clone()));
         if self.validate {
             p.push(("validate", "true".to_string()));
@@ -44,144 +87,385 @@ impl OrderPlan {
     }
 }
 
-/// Plans the order an alert asks for. `dry_run` is the setting of the same name.
-pub fn plan(alert: &Alert, dry_run: bool, key: &DedupeKey) -> Result<OrderPlan, FieldError> {
-    if alert.action != Action::Order {
-        return Err(FieldError::new(
-            "action",
-            "close and cancel_all are not supported by this version",
-        ));
+fn field(name: &str, reason: impl Into<String>) -> Reject {
+    Reject::InvalidAlert(FieldError::new(name, reason))
+}
+
+/// The side an alert trades: `close` always sells.
+pub fn side_of(alert: &Alert) -> Result<Side, Reject> {
+    match alert.action {
+        Action::Close => Ok(Side::Sell),
+        _ => alert
+            .side
+            .ok_or_else(|| field("side", "required: buy or sell")),
     }
-    let symbol = alert
-        .symbol
-        .as_deref()
-        .ok_or_else(|| FieldError::new("symbol", "required"))?;
-    let pair = kraken_pair_name(symbol)?;
-    let side = alert
-        .side
-        .ok_or_else(|| FieldError::new("side", "required: buy or sell"))?;
-    let volume = alert
-        .volume
-        .ok_or_else(|| FieldError::new("volume", "required"))?;
-    let price = match alert.order_type {
-        OrderType::Market => None,
-        OrderType::Limit => Some(
-            alert
-                .price
-                .ok_or_else(|| FieldError::new("price", "required for limit orders"))?,
-        ),
-        _ => {
-            return Err(FieldError::new(
-                "order_type",
-                "only market and limit are supported by this version",
-            ));
+}
+
+/// The absolute price the order's cost is judged at, if the alert gives one: the limit price,
+/// or a stop's trigger, rounded as it will be sent.
+fn reference_price(alert: &Alert, pair: Option<&Pair>) -> Option<Decimal> {
+    let side = alert.side.unwrap_or(Side::Buy);
+    let (p, toward) = match alert.order_type {
+        OrderType::Limit => (alert.price.as_ref(), limit_toward(side)),
+        OrderType::StopLoss | OrderType::TakeProfit => {
+            (alert.price.as_ref(), trigger_toward(alert.order_type, side))
+        }
+        OrderType::StopLossLimit | OrderType::TakeProfitLimit => {
+            (alert.price2.as_ref(), limit_toward(side))
+        }
+        OrderType::Market | OrderType::TrailingStop | OrderType::TrailingStopLimit => {
+            (None, toward_none())
         }
     };
-    Ok(OrderPlan {
-        pair,
-        side,
-        order_type: alert.order_type,
-        volume,
-        price,
-        cl_ord_id: key.cl_ord_id(),
-        validate: alert.validate || dry_run,
+    let p = p.and_then(Price::absolute)?.value();
+    Some(match pair {
+        Some(pair) => price_to_tick(p, pair.tick_size, pair.pair_decimals, toward),
+        None => p,
     })
 }
 
-/// This version takes the symbol as a Kraken pair id or altname (`XBTUSD`, `XXBTZUSD`) or
-/// wsname (`XBT/USD`).
-fn kraken_pair_name(symbol: &str) -> Result<String, FieldError> {
-    let slash = symbol.bytes().filter(|&b| b == b'/').count();
-    let ok = (3..=20).contains(&symbol.len())
-        && slash <= 1
-        && !symbol.starts_with('/')
-        && !symbol.ends_with('/')
-        && symbol
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'/');
-    if ok {
-        Ok(symbol.to_string())
-    } else {
-        Err(FieldError::new(
-            "symbol",
-            "give the Kraken pair name, e.g. XBTUSD or XBT/USD",
-        ))
+fn toward_none() -> Toward {
+    Toward::Down
+}
+
+/// What must be fetched for this alert.
+pub fn needs(alert: &Alert) -> Needs {
+    let close = alert.action == Action::Close;
+    Needs {
+        ticker: close || reference_price(alert, None).is_none(),
+        balance: close || matches!(alert.size, Some(Size::BalancePercent(_))),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alert::parse_object;
-
-    fn plan_of(body: &str, dry_run: bool) -> Result<OrderPlan, FieldError> {
-        let alert = Alert::from_object(&parse_object(body.as_bytes()).unwrap()).unwrap();
-        plan(
-            &alert,
-            dry_run,
-            &DedupeKey::new(alert.id.as_deref(), body.as_bytes()),
-        )
+/// Checks the order-type rules Kraken would enforce, naming the field.
+fn check_combination(alert: &Alert) -> Result<(), Reject> {
+    use OrderType::*;
+    let t = alert.order_type;
+    let needs_price = !matches!(t, Market);
+    let needs_price2 = matches!(t, StopLossLimit | TakeProfitLimit | TrailingStopLimit);
+    if needs_price && alert.price.is_none() {
+        return Err(field(
+            "price",
+            format!("required for {} orders", t.as_str()),
+        ));
     }
-
-    #[test]
-    fn limit_order_params() {
-        let p = plan_of(
-            r#"{"id":"a1","symbol":"XBTUSD","side":"buy","order_type":"limit","volume":"1.25","price":"37500"}"#,
-            false,
-        )
-        .unwrap();
-        let names: Vec<_> = p.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        assert_eq!(
-            names,
-            [
-                "pair=XBTUSD".to_string(),
-                "type=buy".into(),
-                "ordertype=limit".into(),
-                "volume=1.25".into(),
-                "price=37500".into(),
-                format!("cl_ord_id={}", DedupeKey::Id("a1".into()).cl_ord_id()),
-            ]
-        );
+    if needs_price2 && alert.price2.is_none() {
+        return Err(field(
+            "price2",
+            format!("required for {} orders (the limit price)", t.as_str()),
+        ));
     }
-
-    #[test]
-    fn market_orders_ignore_price_and_dry_run_validates() {
-        let p = plan_of(
-            r#"{"symbol":"xbt/usd","side":"SELL","volume":0.5,"price":"1"}"#,
-            true,
-        )
-        .unwrap();
-        assert_eq!(p.pair, "XBT/USD");
-        assert_eq!(p.price, None);
-        assert!(p.validate);
-        assert!(p.params().contains(&("validate", "true".into())));
+    if !needs_price2 && alert.price2.is_some() {
+        return Err(field(
+            "price2",
+            format!("not used by {} orders", t.as_str()),
+        ));
     }
+    if matches!(t, TrailingStop | TrailingStopLimit)
+        && !matches!(alert.price, Some(Price::Relative { sign: '+', .. }))
+    {
+        return Err(field(
+            "price",
+            "trailing stops take a + offset, e.g. +50 or +1.5%",
+        ));
+    }
+    if t == TrailingStopLimit
+        && !matches!(
+            alert.price2,
+            Some(Price::Relative {
+                sign: '+' | '-',
+                ..
+            })
+        )
+    {
+        return Err(field(
+            "price2",
+            "trailing-stop-limit takes a + or - offset from the trigger",
+        ));
+    }
+    if alert.post_only && t != Limit {
+        return Err(field("post_only", "only limit orders can be post-only"));
+    }
+    if alert.trigger == Trigger::Index && matches!(t, Market | Limit) {
+        return Err(field(
+            "trigger",
+            "only stop, take-profit and trailing orders have a trigger",
+        ));
+    }
+    match (alert.time_in_force, &alert.expire_time) {
+        (TimeInForce::Gtd, None) => {
+            return Err(field("expire_time", "required with time_in_force GTD"))
+        }
+        (TimeInForce::Gtc | TimeInForce::Ioc, Some(_)) => {
+            return Err(field("expire_time", "only with time_in_force GTD"));
+        }
+        _ => {}
+    }
+    if alert.reduce_only && alert.leverage.is_none() {
+        return Err(field(
+            "reduce_only",
+            "reduce-only orders are margin orders: give leverage",
+        ));
+    }
+    Ok(())
+}
 
-    #[test]
-    fn missing_or_unsupported() {
-        for (body, field) in [
-            (r#"{"side":"buy","volume":"1"}"#, "symbol"),
-            (r#"{"symbol":"XBTUSD","volume":"1"}"#, "side"),
-            (r#"{"symbol":"XBTUSD","side":"buy"}"#, "volume"),
-            (
-                r#"{"symbol":"XBTUSD","side":"buy","volume":"1","order_type":"limit"}"#,
-                "price",
-            ),
-            (
-                r#"{"symbol":"XBTUSD","side":"buy","volume":"1","order_type":"stop-loss","price":"1"}"#,
-                "order_type",
-            ),
-            (r#"{"action":"close","symbol":"XBTUSD"}"#, "action"),
-            (
-                r#"{"symbol":"KRAKEN:XBTUSD","side":"buy","volume":"1"}"#,
-                "symbol",
-            ),
-            (
-                r#"{"symbol":"BTCUSDT.P","side":"buy","volume":"1"}"#,
-                "symbol",
-            ),
-        ] {
-            assert_eq!(plan_of(body, false).unwrap_err().field, field, "{body}");
+/// The checks that need no market data, made before the dedupe record is claimed.
+pub fn precheck(alert: &Alert) -> Result<(), Reject> {
+    if alert.action == Action::CancelAll {
+        return Ok(());
+    }
+    if alert.symbol.is_none() {
+        return Err(field("symbol", "required"));
+    }
+    if alert.action == Action::Order {
+        side_of(alert)?;
+        if alert.size.is_none() {
+            return Err(field(
+                "volume",
+                "give one of volume, quote_volume, balance_percent",
+            ));
+        }
+        check_combination(alert)?;
+    }
+    Ok(())
+}
+
+/// Rounds an absolute price the way that never makes the order more aggressive.
+fn round_price(p: &Price, pair: &Pair, toward: Toward) -> String {
+    match p {
+        Price::Absolute(v) => {
+            price_to_tick(v.value(), pair.tick_size, pair.pair_decimals, toward).to_string()
+        }
+        Price::Relative {
+            sign,
+            amount,
+            percent,
+        } => {
+            let amount = if *percent {
+                amount.value().round_dp(2)
+            } else {
+                price_to_tick(
+                    amount.value(),
+                    pair.tick_size,
+                    pair.pair_decimals,
+                    Toward::Up,
+                )
+            };
+            format!(
+                "{sign}{}{}",
+                amount.normalize(),
+                if *percent { "%" } else { "" }
+            )
         }
     }
 }
+
+/// The direction a limit price may move: a buy pays less, a sell asks more.
+fn limit_toward(side: Side) -> Toward {
+    match side {
+        Side::Buy => Toward::Down,
+        Side::Sell => Toward::Up,
+    }
+}
+
+/// The direction a trigger may move: away from firing sooner.
+fn trigger_toward(t: OrderType, side: Side) -> Toward {
+    let stop = matches!(t, OrderType::StopLoss | OrderType::StopLossLimit);
+    match (stop, side) {
+        // A buy stop fires when the price rises to it; a sell take-profit too.
+        (true, Side::Buy) | (false, Side::Sell) => Toward::Up,
+        (true, Side::Sell) | (false, Side::Buy) => Toward::Down,
+    }
+}
+
+/// Plans the order an alert asks for.
+pub fn plan(
+    alert: &Alert,
+    market: &Market,
+    limits: Limits,
+    key: &DedupeKey,
+) -> Result<OrderPlan, Reject> {
+    let pair = market.pair;
+    let side = side_of(alert)?;
+    let order_type = if alert.action == Action::Close {
+        OrderType::Market
+    } else {
+        alert.order_type
+    };
+    if alert.action == Action::Order {
+        check_combination(alert)?;
+    }
+    let reference = if alert.action == Action::Close {
+        None
+    } else {
+        reference_price(alert, Some(pair))
+    }
+    .or(market.last)
+    .filter(|p| *p > Decimal::ZERO);
+    let price_needed = |why: &str| -> Reject {
+        Reject::Unavailable {
+            retry_after: 5,
+            reason: format!("no last trade price for {} to {why}", pair.altname),
+        }
+    };
+
+    // Sizing, in base units, before rounding.
+    let raw_volume = match (alert.action, alert.size) {
+        (Action::Close, _) => market.free_base.unwrap_or_default(),
+        (_, None) => {
+            return Err(field(
+                "volume",
+                "give one of volume, quote_volume, balance_percent",
+            ))
+        }
+        (_, Some(Size::Volume(v))) => v.value(),
+        (_, Some(Size::Quote(q))) => {
+            q.value() / reference.ok_or_else(|| price_needed("size quote_volume"))?
+        }
+        (_, Some(Size::BalancePercent(pct))) => {
+            let share = pct.value() / Decimal::ONE_HUNDRED;
+            match side {
+                Side::Sell => market.free_base.unwrap_or_default() * share,
+                Side::Buy => {
+                    let quote = market.free_quote.unwrap_or_default() * share;
+                    quote / reference.ok_or_else(|| price_needed("size balance_percent"))?
+                }
+            }
+        }
+    };
+    let volume = volume_down(raw_volume, pair.lot_decimals);
+    if alert.action == Action::Close && volume.is_zero() {
+        return Err(Reject::BelowMinimum {
+            field: "symbol",
+            reason: format!("nothing to close: no free {} balance", pair.base),
+        });
+    }
+    let size_field = match alert.size {
+        Some(Size::Quote(_)) => "quote_volume",
+        Some(Size::BalancePercent(_)) => "balance_percent",
+        _ => "volume",
+    };
+    if volume < pair.ordermin || volume.is_zero() {
+        return Err(Reject::BelowMinimum {
+            field: size_field,
+            reason: format!(
+                "{} volume {} (rounded down to {} decimals) is below Kraken's minimum {}",
+                pair.altname,
+                volume,
+                pair.lot_decimals,
+                pair.ordermin.normalize()
+            ),
+        });
+    }
+    if let Some(reference) = reference {
+        let cost = volume * reference;
+        if cost < pair.costmin {
+            return Err(Reject::BelowMinimum {
+                field: size_field,
+                reason: format!(
+                    "{} order cost {} is below Kraken's minimum cost {}",
+                    pair.altname,
+                    cost.round_dp(8).normalize(),
+                    pair.costmin.normalize()
+                ),
+            });
+        }
+        if let Some(max) = limits.max_order_value {
+            if cost > max {
+                return Err(Reject::LimitExceeded {
+                    reason: format!(
+                        "order value {} exceeds max_order_value {}",
+                        cost.round_dp(8).normalize(),
+                        max.normalize()
+                    ),
+                });
+            }
+        }
+    } else if limits.max_order_value.is_some() {
+        return Err(price_needed("check max_order_value"));
+    }
+
+    // Prices, rounded the safe way.
+    let (price, price2) = match order_type {
+        OrderType::Market => (None, None),
+        OrderType::Limit => (
+            alert
+                .price
+                .as_ref()
+                .map(|p| round_price(p, pair, limit_toward(side))),
+            None,
+        ),
+        OrderType::StopLoss | OrderType::TakeProfit | OrderType::TrailingStop => (
+            alert
+                .price
+                .as_ref()
+                .map(|p| round_price(p, pair, trigger_toward(order_type, side))),
+            None,
+        ),
+        OrderType::StopLossLimit | OrderType::TakeProfitLimit | OrderType::TrailingStopLimit => (
+            alert
+                .price
+                .as_ref()
+                .map(|p| round_price(p, pair, trigger_toward(order_type, side))),
+            alert
+                .price2
+                .as_ref()
+                .map(|p| round_price(p, pair, limit_toward(side))),
+        ),
+    };
+
+    let mut extra = Vec::new();
+    if alert.trigger == Trigger::Index {
+        extra.push(("trigger", "index".to_string()));
+    }
+    match alert.time_in_force {
+        TimeInForce::Gtc => {}
+        TimeInForce::Ioc => extra.push(("timeinforce", "IOC".to_string())),
+        TimeInForce::Gtd => extra.push(("timeinforce", "GTD".to_string())),
+    }
+    if let Some(t) = &alert.expire_time {
+        extra.push(("expiretm", t.clone()));
+    }
+    if alert.post_only {
+        extra.push(("oflags", "post".to_string()));
+    }
+    if let Some(l) = alert.leverage {
+        extra.push(("leverage", l.to_string()));
+    }
+    if alert.reduce_only {
+        extra.push(("reduce_only", "true".to_string()));
+    }
+    if let Some(close) = alert.close {
+        // The close sells what a buy bought (and buys back what a sell sold).
+        let closing = match side {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        };
+        let (ordertype, p) = match close {
+            Close::StopLoss(p) => (OrderType::StopLoss, p),
+            Close::TakeProfit(p) => (OrderType::TakeProfit, p),
+        };
+        let toward = trigger_toward(ordertype, closing);
+        extra.push(("close[ordertype]", ordertype.as_str().to_string()));
+        extra.push((
+            "close[price]",
+            round_price(&Price::Absolute(p), pair, toward),
+        ));
+    }
+
+    Ok(OrderPlan {
+        pair: pair.altname.clone(),
+        side,
+        order_type,
+        volume: volume.normalize().to_string(),
+        price,
+        price2,
+        extra,
+        cl_ord_id: key.cl_ord_id(),
+        validate: alert.validate || limits.dry_run,
+    })
+}
+
+#[cfg(test)]
+mod tests;

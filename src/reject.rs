@@ -75,6 +75,33 @@ pub enum Reject {
     InvalidAlert(FieldError),
     /// `trading_enabled` is false.
     TradingDisabled,
+    /// The symbol matches no Kraken pair (or is a perpetual contract).
+    UnknownSymbol {
+        /// Why, for the trader.
+        reason: String,
+    },
+    /// `allowed_symbols` is set and does not list the pair.
+    SymbolNotAllowed {
+        /// The resolved pair.
+        pair: String,
+    },
+    /// The pair's Kraken status is not `online`.
+    PairUnavailable {
+        /// The pair and its status.
+        reason: String,
+    },
+    /// Below the pair's `ordermin` or `costmin` after rounding (or nothing to close).
+    BelowMinimum {
+        /// The sizing field.
+        field: &'static str,
+        /// The pair's minimum, in words.
+        reason: String,
+    },
+    /// Above `max_order_value`.
+    LimitExceeded {
+        /// The value and the limit.
+        reason: String,
+    },
     /// The configuration is unusable (see `/health`).
     Misconfigured,
     /// More than `rate_limit_per_minute` accepted alerts this minute.
@@ -109,6 +136,11 @@ impl Reject {
             Reject::MalformedJson => 400,
             Reject::InvalidAlert(_) => 422,
             Reject::TradingDisabled => 423,
+            Reject::UnknownSymbol { .. }
+            | Reject::SymbolNotAllowed { .. }
+            | Reject::PairUnavailable { .. }
+            | Reject::BelowMinimum { .. }
+            | Reject::LimitExceeded { .. } => 422,
             Reject::Misconfigured => 503,
             Reject::RateLimited { .. } => 429,
             Reject::OrderRejected { .. } => 422,
@@ -128,6 +160,11 @@ impl Reject {
             Reject::MalformedJson => "malformed_json",
             Reject::InvalidAlert(_) => "invalid_alert",
             Reject::TradingDisabled => "trading_disabled",
+            Reject::UnknownSymbol { .. } => "unknown_symbol",
+            Reject::SymbolNotAllowed { .. } => "symbol_not_allowed",
+            Reject::PairUnavailable { .. } => "pair_unavailable",
+            Reject::BelowMinimum { .. } => "below_minimum",
+            Reject::LimitExceeded { .. } => "limit_exceeded",
             Reject::Misconfigured => "misconfigured",
             Reject::RateLimited { .. } => "rate_limited",
             Reject::OrderRejected { .. } => "order_rejected",
@@ -142,7 +179,12 @@ impl Reject {
             Reject::PayloadTooLarge
             | Reject::UnsupportedMediaType
             | Reject::MalformedJson
-            | Reject::InvalidAlert(_) => Some("alert_rejected"),
+            | Reject::InvalidAlert(_)
+            | Reject::UnknownSymbol { .. }
+            | Reject::SymbolNotAllowed { .. }
+            | Reject::PairUnavailable { .. }
+            | Reject::BelowMinimum { .. }
+            | Reject::LimitExceeded { .. } => Some("alert_rejected"),
             Reject::Unauthorized(_) => Some("auth_failed"),
             Reject::Stale => Some("stale"),
             Reject::TradingDisabled => Some("trading_disabled"),
@@ -166,6 +208,11 @@ impl Reject {
             Reject::MalformedJson => "the body is not one JSON object with unique keys".into(),
             Reject::InvalidAlert(e) => format!("{}: {}", e.field, e.reason),
             Reject::TradingDisabled => "trading_enabled is false".into(),
+            Reject::UnknownSymbol { reason }
+            | Reject::PairUnavailable { reason }
+            | Reject::BelowMinimum { reason, .. }
+            | Reject::LimitExceeded { reason } => reason.clone(),
+            Reject::SymbolNotAllowed { pair } => format!("{pair} is not in allowed_symbols"),
             Reject::Misconfigured => "the configuration is unusable; see GET /health".into(),
             Reject::RateLimited { retry_after } => {
                 format!("rate_limit_per_minute reached; retry in {retry_after} s")
@@ -209,6 +256,34 @@ mod tests {
                 "invalid_alert",
             ),
             (Reject::TradingDisabled, 423, "trading_disabled"),
+            (
+                Reject::UnknownSymbol { reason: "x".into() },
+                422,
+                "unknown_symbol",
+            ),
+            (
+                Reject::SymbolNotAllowed { pair: "x".into() },
+                422,
+                "symbol_not_allowed",
+            ),
+            (
+                Reject::PairUnavailable { reason: "x".into() },
+                422,
+                "pair_unavailable",
+            ),
+            (
+                Reject::BelowMinimum {
+                    field: "volume",
+                    reason: "x".into(),
+                },
+                422,
+                "below_minimum",
+            ),
+            (
+                Reject::LimitExceeded { reason: "x".into() },
+                422,
+                "limit_exceeded",
+            ),
             (Reject::Misconfigured, 503, "misconfigured"),
             (Reject::RateLimited { retry_after: 3 }, 429, "rate_limited"),
             (

@@ -73,6 +73,21 @@ impl Response {
             Reject::OrderRejected { kraken_error } => {
                 body["kraken_error"] = kraken_error.clone().into();
             }
+            Reject::UnknownSymbol { reason } | Reject::PairUnavailable { reason } => {
+                body["field"] = "symbol".into();
+                body["reason"] = reason.clone().into();
+            }
+            Reject::SymbolNotAllowed { .. } => {
+                body["field"] = "symbol".into();
+                body["reason"] = reject.detail().into();
+            }
+            Reject::BelowMinimum { field, reason } => {
+                body["field"] = (*field).into();
+                body["reason"] = reason.clone().into();
+            }
+            Reject::LimitExceeded { reason } => {
+                body["reason"] = reason.clone().into();
+            }
             _ => {}
         }
         if environment == Environment::Development {

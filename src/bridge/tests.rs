@@ -104,18 +104,24 @@ impl World {
             step = match step {
                 Step::Done(d) => return d,
                 Step::Call(call, p) => {
-                    let reply = self
-                        .replies
-                        .pop_front()
-                        .unwrap_or_else(|| panic!("unexpected Kraken call to {}", call.url));
-                    self.calls.push(call);
+                    let reply = match market_data(&call) {
+                        Some(r) => r,
+                        None => {
+                            let r = self.replies.pop_front().unwrap_or_else(|| {
+                                panic!("unexpected Kraken call to {}", call.url)
+                            });
+                            self.calls.push(call);
+                            r
+                        }
+                    };
                     let now = self.now();
                     p.resume(Input::Kraken(reply), now)
                 }
                 Step::Store(op, p) => {
                     let reply = self.store_op(op);
-                    let now = self.now();
-                    p.resume(Input::Store(reply), now)
+                    // A store operation takes a millisecond; only Kraken calls take `tick_us`.
+                    self.clock += 1_000;
+                    p.resume(Input::Store(reply), Now(NOW.0 + self.clock))
                 }
                 Step::Wait(ms, p) => {
                     self.waits.push(ms);
@@ -127,12 +133,18 @@ impl World {
         }
     }
 
-    /// Drives `step` through store operations up to its first Kraken call.
+    /// Drives `step` through store operations and market data up to its first order call.
     fn until_call(&mut self, mut step: Step) -> Result<(Call, Box<Pending>), Done> {
         loop {
             step = match step {
                 Step::Done(d) => return Err(d),
-                Step::Call(call, p) => return Ok((call, p)),
+                Step::Call(call, p) => match market_data(&call) {
+                    Some(r) => {
+                        let now = self.now();
+                        p.resume(Input::Kraken(r), now)
+                    }
+                    None => return Ok((call, p)),
+                },
                 Step::Store(op, p) => {
                     let reply = self.store_op(op);
                     let now = self.now();
@@ -141,6 +153,21 @@ impl World {
                 Step::Wait(..) => panic!("unexpected wait"),
             }
         }
+    }
+}
+
+/// Kraken's market data and balances, answered from fixtures: the tests' queues hold only
+/// order calls.
+fn market_data(call: &Call) -> Option<Transport> {
+    match call.kraken_method {
+        "AssetPairs" => Some(reply(crate::kraken::pairs::tests::ASSET_PAIRS)),
+        "Ticker" => Some(reply(
+            r#"{"error":[],"result":{"XXBTZUSD":{"c":["67000.0","0.1"]}}}"#,
+        )),
+        "BalanceEx" => Some(reply(
+            r#"{"error":[],"result":{"XXBT":{"balance":"2","hold_trade":"0"},"ZUSD":{"balance":"10000","hold_trade":"0"}}}"#,
+        )),
+        _ => None,
     }
 }
 
@@ -923,9 +950,9 @@ fn the_time_budget_bounds_every_call() {
         spent += 1;
     }
     assert!(spent < 4);
-    // Out of time before anything was sent: 503, nothing can exist.
+    // Out of time before anything was sent (the pairs took the whole budget): 503.
     let mut w = World::with_replies([]);
-    w.tick_us = 1_000_000;
+    w.tick_us = 2_300_000;
     let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
     assert_eq!(d.response.status, 503);
     assert!(w.calls.is_empty());

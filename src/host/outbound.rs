@@ -30,7 +30,12 @@ pub fn send(call: &Call) -> Transport {
         return Transport::NotSent("invalid request header".into());
     };
     let request = OutgoingRequest::new(headers);
-    let _ = request.set_method(&Method::Post);
+    let method = if call.method == "GET" {
+        Method::Get
+    } else {
+        Method::Post
+    };
+    let _ = request.set_method(&method);
     let _ = request.set_scheme(Some(&scheme));
     let _ = request.set_authority(Some(authority));
     let _ = request.set_path_with_query(Some(path));
@@ -47,7 +52,7 @@ pub fn send(call: &Call) -> Transport {
         Ok(f) => f,
         Err(code) => return failed(code),
     };
-    {
+    if !call.body.is_empty() {
         let Ok(stream) = body.write() else {
             return Transport::Lost("request body stream unavailable".into());
         };

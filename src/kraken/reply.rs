@@ -223,6 +223,71 @@ pub fn find_order(transport: &Transport, list: &str, cl_ord_id: &str) -> Lookup 
     Lookup::Absent
 }
 
+/// The `result` of a read-only call, or why there is none.
+fn result_of(transport: &Transport) -> Result<Value, String> {
+    let body = match transport {
+        Transport::Reply { status: 200, body } => body,
+        Transport::Reply { status, .. } => return Err(format!("Kraken answered HTTP {status}")),
+        Transport::NotSent(why) | Transport::Lost(why) => return Err(why.clone()),
+    };
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|_| "not Kraken's JSON envelope".to_string())?;
+    if let Some(error) = envelope.error.iter().find(|e| e.starts_with('E')) {
+        return Err(error.clone());
+    }
+    envelope.result.ok_or_else(|| "no result".to_string())
+}
+
+fn decimal(v: &Value) -> Option<rust_decimal::Decimal> {
+    use std::str::FromStr;
+    match v {
+        Value::String(s) => rust_decimal::Decimal::from_str(s).ok(),
+        Value::Number(n) => rust_decimal::Decimal::from_str(&n.to_string()).ok(),
+        _ => None,
+    }
+}
+
+/// The last trade price of `pair_id` from a `Ticker` answer (`c[0]`).
+pub fn last_price(transport: &Transport, pair_id: &str) -> Result<rust_decimal::Decimal, String> {
+    let result = result_of(transport)?;
+    let ticker = result
+        .get(pair_id)
+        .or_else(|| result.as_object().and_then(|m| m.values().next()))
+        .ok_or("no ticker for the pair")?;
+    decimal(&ticker["c"][0]).ok_or_else(|| "no last trade in the ticker".to_string())
+}
+
+/// Free balances (`balance - hold_trade`) of two assets from a `BalanceEx` answer; an asset
+/// the account does not hold is zero.
+pub fn free_balances(
+    transport: &Transport,
+    base: &str,
+    quote: &str,
+) -> Result<(rust_decimal::Decimal, rust_decimal::Decimal), String> {
+    let result = result_of(transport)?;
+    let free = |asset: &str| {
+        let entry = &result[asset];
+        let balance = decimal(&entry["balance"]).unwrap_or_default();
+        let hold = decimal(&entry["hold_trade"]).unwrap_or_default();
+        (balance - hold).max(rust_decimal::Decimal::ZERO)
+    };
+    Ok((free(base), free(quote)))
+}
+
+/// What a `CancelAll` answer says.
+pub fn cancel_all(transport: &Transport) -> AddOrder {
+    match result_of(transport) {
+        Ok(result) => AddOrder::Placed {
+            txid: Vec::new(),
+            description: result["count"].as_u64().unwrap_or(0).to_string(),
+        },
+        Err(e) => match classify(&e) {
+            ErrorClass::Rejected if e.starts_with('E') => AddOrder::Rejected { error: e },
+            _ => AddOrder::Transient { error: e },
+        },
+    }
+}
+
 /// `descr.order` (and `descr.close`) of an AddOrder result or an order object.
 fn describe(result: &Value) -> String {
     let descr = result.get("descr");
@@ -324,6 +389,42 @@ mod tests {
         ));
         let closed = reply(r#"{"error":[],"result":{"closed":{},"count":0}}"#);
         assert_eq!(find_order(&closed, "closed", "abc"), Lookup::Absent);
+    }
+
+    #[test]
+    fn market_data() {
+        let t = reply(
+            r#"{"error":[],"result":{"XXBTZUSD":{"a":["67001.0","1","1.000"],"c":["67000.5","0.1"]}}}"#,
+        );
+        assert_eq!(last_price(&t, "XXBTZUSD").unwrap().to_string(), "67000.5");
+        let b = reply(
+            r#"{"error":[],"result":{"XXBT":{"balance":"2.5","hold_trade":"0.5"},"ZUSD":{"balance":"100.0000","hold_trade":"0"}}}"#,
+        );
+        let (base, quote) = free_balances(&b, "XXBT", "ZUSD").unwrap();
+        assert_eq!(
+            (base.to_string(), quote.to_string()),
+            ("2.0".into(), "100.0000".into())
+        );
+        let (none, _) = free_balances(&b, "SOL", "ZUSD").unwrap();
+        assert!(none.is_zero());
+        assert!(last_price(&reply(r#"{"error":["EQuery:Unknown asset pair"]}"#), "X").is_err());
+        assert_eq!(
+            cancel_all(&reply(
+                r#"{"error":[],"result":{"count":3,"pending":false}}"#
+            )),
+            AddOrder::Placed {
+                txid: vec![],
+                description: "3".into()
+            }
+        );
+        assert!(matches!(
+            cancel_all(&reply(r#"{"error":["EAPI:Invalid key"]}"#)),
+            AddOrder::Rejected { .. }
+        ));
+        assert!(matches!(
+            cancel_all(&Transport::Lost("x".into())),
+            AddOrder::Transient { .. }
+        ));
     }
 
     #[test]

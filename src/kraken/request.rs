@@ -99,6 +99,28 @@ pub fn private_call(
     })
 }
 
+/// `GET {base_url}/0/public/{method}?{query}`: no credentials, nothing signed.
+pub fn public_call(base_url: &str, method: &'static str, query: &[(&str, String)]) -> Call {
+    let mut url = format!("{base_url}/0/public/{method}");
+    for (i, (name, value)) in query.iter().enumerate() {
+        url.push(if i == 0 { '?' } else { '&' });
+        url.push_str(&form_encode(name));
+        url.push('=');
+        url.push_str(&form_encode(value));
+    }
+    Call {
+        method: "GET",
+        url,
+        headers: vec![(
+            "user-agent".into(),
+            concat!("tv-kraken-bridge/", env!("CARGO_PKG_VERSION")).into(),
+        )],
+        body: Vec::new(),
+        kraken_method: method,
+        timeout_ms: DEFAULT_TIMEOUT_MS,
+    }
+}
+
 /// `application/x-www-form-urlencoded` encoding: unreserved bytes stay, all else is `%XX`.
 fn form_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -153,6 +175,25 @@ mod tests {
             "4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32bAb0nmbRn6H8ndwLUQ=="
         );
         assert!(!format!("{call:?}").contains("public-key"));
+    }
+
+    #[test]
+    fn public_calls_carry_no_credentials() {
+        let call = public_call(
+            "https://api.kraken.com",
+            "Ticker",
+            &[("pair", "XXBTZUSD".into())],
+        );
+        assert_eq!(call.method, "GET");
+        assert_eq!(
+            call.url,
+            "https://api.kraken.com/0/public/Ticker?pair=XXBTZUSD"
+        );
+        assert!(call
+            .headers
+            .iter()
+            .all(|(k, _)| k != "api-key" && k != "api-sign"));
+        assert!(call.body.is_empty());
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn portable_flavour_places_one_order_per_alert() {
         assert_eq!(o.params["pair"], "XBTUSD");
     }
     assert!(
-        sim.requests()
+        private_requests(&sim)
             .iter()
             .all(|r| r.signature_valid == Some(true))
     );

@@ -29,7 +29,7 @@ fn tradingview_alert_becomes_one_signed_add_order() {
         assert_eq!(ex.status, 200, "{ex}");
 
         let order = only_order(&sim);
-        let requests = sim.requests();
+        let requests = private_requests(&sim);
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].signature_valid, Some(true));
         assert_eq!(requests[0].method.as_deref(), Some("AddOrder"));
@@ -290,7 +290,7 @@ fn dry_run_and_validate_place_nothing() {
     let ex = send(&spin_host(&sim, &[]), post(alert, &[]));
     assert_eq!(ex.json()["status"], "validated", "{ex}");
 
-    let requests = sim.requests();
+    let requests = private_requests(&sim);
     assert_eq!(requests.len(), 2);
     assert!(
         requests
@@ -319,7 +319,28 @@ fn kill_switch_refuses_with_423() {
 fn kraken_refusal_is_422_with_its_error() {
     let sim = sim();
     let host = spin_host(&sim, &[]);
-    // Below XBTUSD's ordermin.
+    // More than the account can pay for: only Kraken knows.
+    let ex = send(
+        &host,
+        post(limit_alert(WEBHOOK_SECRET).replace("0.0125", "30"), &[]),
+    );
+    assert_eq!(
+        (ex.status, ex.json()),
+        (
+            422,
+            json!({"error":"order_rejected","kraken_error":"EOrder:Insufficient funds"})
+        ),
+        "{ex}"
+    );
+    assert_eq!(events(&ex), ["order_rejected"]);
+    assert!(sim.orders().is_empty());
+}
+
+#[test]
+fn precision_and_minimums_are_handled_before_kraken() {
+    let sim = sim();
+    let host = spin_host(&sim, &[]);
+    // Below XBTUSD's ordermin: refused by the bridge, naming the minimum.
     let ex = send(
         &host,
         post(
@@ -327,28 +348,20 @@ fn kraken_refusal_is_422_with_its_error() {
             &[],
         ),
     );
-    assert_eq!(
-        (ex.status, ex.json()),
-        (
-            422,
-            json!({"error":"order_rejected","kraken_error":"EOrder:Order minimum not met"})
-        ),
-        "{ex}"
-    );
-    assert_eq!(events(&ex), ["order_rejected"]);
-    // More price decimals than the pair allows.
+    assert_eq!(ex.status, 422, "{ex}");
+    assert_eq!(ex.json()["error"], "below_minimum");
+    assert!(ex.json()["reason"].as_str().unwrap().contains("0.00005"));
+    assert!(private_requests(&sim).is_empty());
+    // More price decimals than the pair allows: a buy's limit is rounded down, never up.
     let ex = send(
         &host,
         post(
-            limit_alert(WEBHOOK_SECRET).replace("37500.5", "37500.55"),
+            limit_alert(WEBHOOK_SECRET).replace("37500.5", "37500.59"),
             &[],
         ),
     );
-    assert_eq!(
-        ex.json()["kraken_error"],
-        "EOrder:Invalid price:XBTUSD price can only be specified up to 1 decimals."
-    );
-    assert!(sim.orders().is_empty());
+    assert_eq!(ex.status, 200, "{ex}");
+    assert_eq!(only_order(&sim).params["price"], "37500.5");
 }
 
 #[test]
@@ -538,8 +551,7 @@ fn nonces_strictly_increase_across_requests() {
             limit_alert(WEBHOOK_SECRET).replace(r#""side""#, &format!(r#""id":"n{i}","side""#));
         assert_eq!(send(&host, post(body, &[])).status, 200);
     }
-    let nonces: Vec<u64> = sim
-        .requests()
+    let nonces: Vec<u64> = private_requests(&sim)
         .iter()
         .map(|r| r.params["nonce"].parse().unwrap())
         .collect();

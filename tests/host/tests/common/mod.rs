@@ -104,3 +104,77 @@ pub fn limit_alert(secret: &str) -> String {
         r#"{{"secret":"{secret}","symbol":"XBTUSD","side":"buy","order_type":"limit","volume":"0.0125","price":"37500.5"}}"#
     )
 }
+
+// ---- exactly-once and soak helpers -------------------------------------------------------
+
+/// The contract's time budget for one request (TradingView cancels at 3 s).
+pub const BUDGET: std::time::Duration = std::time::Duration::from_millis(2_500);
+
+/// A TradingView-shaped market buy with an `id` and the body secret.
+pub fn market_alert(id: &str, volume: &str) -> String {
+    format!(
+        r#"{{"secret":"{WEBHOOK_SECRET}","id":"{id}","symbol":"XBTUSD","side":"buy","volume":"{volume}"}}"#
+    )
+}
+
+/// A limit buy with an `id`, priced far below the simulator's market (67000) so it rests open.
+pub fn resting_limit_alert(id: &str) -> String {
+    format!(
+        r#"{{"secret":"{WEBHOOK_SECRET}","id":"{id}","symbol":"XBTUSD","side":"buy","order_type":"limit","volume":"0.001","price":"30000.0"}}"#
+    )
+}
+
+/// The `cl_ord_id` the bridge derives for an alert with this `id` (independent of the body).
+pub fn cl_ord_id_for_id(id: &str) -> String {
+    tv_kraken_bridge::idempotency::DedupeKey::new(Some(id), b"").cl_ord_id()
+}
+
+/// The `cl_ord_id` the bridge derives for an alert without `id` (SHA-256 of the raw body).
+pub fn cl_ord_id_for_body(body: &str) -> String {
+    tv_kraken_bridge::idempotency::DedupeKey::new(None, body.as_bytes()).cl_ord_id()
+}
+
+/// Booked orders carrying `cl_ord_id`.
+pub fn orders_with(sim: &Sim, cl_ord_id: &str) -> Vec<kraken_sim::BookedOrder> {
+    sim.orders()
+        .into_iter()
+        .filter(|o| o.cl_ord_id.as_deref() == Some(cl_ord_id))
+        .collect()
+}
+
+/// Settings as the portable flavour reads them: upper-case environment variables.
+pub fn serve_env(sim: &Sim, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = settings(sim)
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_uppercase(), v))
+        .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// The portable flavour under `wasmtime serve`, pointed at `sim` (`extra`: upper-case names).
+pub fn serve_host(sim: &Sim, extra: &[(&str, &str)]) -> bridge_host::ServeHost {
+    bridge_host::ServeHost::builder(wasm_path(Flavour::Wasi))
+        .envs(serve_env(sim, extra))
+        .start()
+}
+
+/// Audit events in output that may carry a host prefix per line (`wasmtime serve` writes
+/// `stdout [N] :: {...}`): every line's JSON object from its first `{`.
+pub fn prefixed_events(ex: &Exchange) -> Vec<String> {
+    ex.stdout
+        .lines()
+        .chain(ex.stderr.lines())
+        .filter_map(|l| l.find('{').map(|i| &l[i..]))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["event"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The simulator's log of private (signed) requests: what could change the account.
+pub fn private_requests(sim: &Sim) -> Vec<kraken_sim::RequestRecord> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.scope == "private")
+        .collect()
+}

@@ -1,0 +1,267 @@
+//! The planning rules, table-driven over the real pair precisions.
+
+use super::*;
+use crate::alert::{parse_object, Alert};
+use crate::kraken::pairs::tests::pairs;
+use std::str::FromStr;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn run(body: &str, symbol: &str, last: &str, max: Option<&str>) -> Result<OrderPlan, Reject> {
+    let alert = Alert::from_object(&parse_object(body.as_bytes()).unwrap()).unwrap();
+    let pairs = pairs();
+    let pair = pairs.resolve(symbol, &[]).unwrap();
+    let market = Market {
+        pair,
+        last: Some(d(last)),
+        free_base: Some(d("2.5")),
+        free_quote: Some(d("10000")),
+    };
+    let limits = Limits {
+        max_order_value: max.map(d),
+        dry_run: false,
+    };
+    plan(
+        &alert,
+        &market,
+        limits,
+        &DedupeKey::new(None, body.as_bytes()),
+    )
+}
+
+fn params(p: &OrderPlan) -> String {
+    p.params()
+        .iter()
+        .filter(|(k, _)| *k != "cl_ord_id")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[test]
+fn every_order_type_and_sizing_mode() {
+    let cases = [
+        (r#"{"side":"buy","volume":"0.123456789"}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=market&volume=0.12345678"),
+        (r#"{"side":"buy","quote_volume":"100"}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=market&volume=0.00149253"),
+        (r#"{"side":"buy","order_type":"limit","quote_volume":"100","price":"50000.07"}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=limit&volume=0.002&price=50000"),
+        (r#"{"side":"sell","order_type":"limit","volume":"1","price":"50000.01"}"#, "XBTUSD",
+         "pair=XBTUSD&type=sell&ordertype=limit&volume=1&price=50000.1"),
+        (r#"{"side":"sell","balance_percent":"50"}"#, "XBTUSD",
+         "pair=XBTUSD&type=sell&ordertype=market&volume=1.25"),
+        (r#"{"side":"buy","balance_percent":"10"}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=market&volume=0.01492537"),
+        (r#"{"side":"sell","order_type":"stop-loss","volume":"0.5","price":"60000.05"}"#, "XBTUSD",
+         "pair=XBTUSD&type=sell&ordertype=stop-loss&volume=0.5&price=60000"),
+        (r#"{"side":"buy","order_type":"stop-loss","volume":"0.5","price":"70000.01"}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=stop-loss&volume=0.5&price=70000.1"),
+        (r#"{"side":"sell","order_type":"take-profit","volume":"0.5","price":"80000.01","trigger":"index"}"#, "XBTUSD",
+         "pair=XBTUSD&type=sell&ordertype=take-profit&volume=0.5&price=80000.1&trigger=index"),
+        (r#"{"side":"sell","order_type":"stop-loss-limit","volume":"1","price":"3000.005","price2":"2990.001"}"#, "ETHUSD",
+         "pair=ETHUSD&type=sell&ordertype=stop-loss-limit&volume=1&price=3000&price2=2990.01"),
+        (r#"{"side":"buy","order_type":"take-profit-limit","volume":"1","price":"3000.005","price2":"3001.009"}"#, "ETHUSD",
+         "pair=ETHUSD&type=buy&ordertype=take-profit-limit&volume=1&price=3000&price2=3001"),
+        (r#"{"side":"sell","order_type":"trailing-stop","volume":"1","price":"+1.5%"}"#, "ETHUSD",
+         "pair=ETHUSD&type=sell&ordertype=trailing-stop&volume=1&price=+1.5%"),
+        (r#"{"side":"sell","order_type":"trailing-stop-limit","volume":"1","price":"+20.001","price2":"-5"}"#, "ETHUSD",
+         "pair=ETHUSD&type=sell&ordertype=trailing-stop-limit&volume=1&price=+20.01&price2=-5"),
+        (r#"{"side":"buy","order_type":"limit","volume":"100","price":"-0.5%","post_only":true,"time_in_force":"GTD","expire_time":"+3600"}"#, "DOGEUSD",
+         "pair=XDGUSD&type=buy&ordertype=limit&volume=100&price=-0.5%&timeinforce=GTD&expiretm=+3600&oflags=post"),
+        (r#"{"side":"buy","volume":"0.01","leverage":"2","reduce_only":true}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=market&volume=0.01&leverage=2&reduce_only=true"),
+        (r#"{"side":"buy","order_type":"limit","volume":"0.01","price":"60000","stop_loss":"55000.05"}"#, "XBTUSD",
+         "pair=XBTUSD&type=buy&ordertype=limit&volume=0.01&price=60000&close[ordertype]=stop-loss&close[price]=55000"),
+        (r#"{"side":"sell","order_type":"limit","volume":"0.01","price":"60000","take_profit":"50000.05"}"#, "XBTUSD",
+         "pair=XBTUSD&type=sell&ordertype=limit&volume=0.01&price=60000&close[ordertype]=take-profit&close[price]=50000"),
+        (r#"{"side":"buy","volume":"1","time_in_force":"IOC"}"#, "SOLUSD",
+         "pair=SOLUSD&type=buy&ordertype=market&volume=1&timeinforce=IOC"),
+        (r#"{"action":"close"}"#, "XBTUSD",
+         "pair=XBTUSD&type=sell&ordertype=market&volume=2.5"),
+    ];
+    for (body, symbol, expected) in cases {
+        let last = if symbol.starts_with("ETH") {
+            "3500"
+        } else if symbol == "DOGEUSD" {
+            "0.15"
+        } else if symbol == "SOLUSD" {
+            "150"
+        } else {
+            "67000"
+        };
+        let p = run(body, symbol, last, None).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        assert_eq!(params(&p), expected, "{body}");
+    }
+}
+
+#[test]
+fn refused_before_kraken_naming_the_field() {
+    let cases = [
+        (
+            r#"{"side":"buy","order_type":"limit","volume":"1"}"#,
+            "price",
+        ),
+        (
+            r#"{"side":"buy","order_type":"stop-loss-limit","volume":"1","price":"1"}"#,
+            "price2",
+        ),
+        (r#"{"side":"buy","volume":"1","price2":"1"}"#, "price2"),
+        (
+            r#"{"side":"sell","order_type":"trailing-stop","volume":"1","price":"50"}"#,
+            "price",
+        ),
+        (
+            r#"{"side":"sell","order_type":"trailing-stop","volume":"1","price":"-50"}"#,
+            "price",
+        ),
+        (
+            r#"{"side":"sell","order_type":"trailing-stop-limit","volume":"1","price":"+50","price2":"100"}"#,
+            "price2",
+        ),
+        (
+            r#"{"side":"buy","volume":"1","post_only":true}"#,
+            "post_only",
+        ),
+        (
+            r#"{"side":"buy","volume":"1","trigger":"index"}"#,
+            "trigger",
+        ),
+        (
+            r#"{"side":"buy","order_type":"limit","price":"1","volume":"1","time_in_force":"GTD"}"#,
+            "expire_time",
+        ),
+        (
+            r#"{"side":"buy","volume":"1","expire_time":"+60"}"#,
+            "expire_time",
+        ),
+        (
+            r#"{"side":"buy","volume":"1","reduce_only":true}"#,
+            "reduce_only",
+        ),
+        (r#"{"volume":"1"}"#, "side"),
+        (r#"{"side":"buy"}"#, "volume"),
+    ];
+    for (body, expected) in cases {
+        match run(body, "XBTUSD", "67000", None) {
+            Err(Reject::InvalidAlert(e)) => assert_eq!(e.field, expected, "{body}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn minimums_and_limits_with_the_pair_minimum_in_the_reason() {
+    match run(
+        r#"{"side":"buy","volume":"0.00004"}"#,
+        "XBTUSD",
+        "67000",
+        None,
+    ) {
+        Err(Reject::BelowMinimum { field, reason }) => {
+            assert_eq!(field, "volume");
+            assert!(reason.contains("0.00005"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Rounding down can fall below the minimum.
+    assert!(matches!(
+        run(
+            r#"{"side":"buy","volume":"0.000049999"}"#,
+            "XBTUSD",
+            "67000",
+            None
+        ),
+        Err(Reject::BelowMinimum { .. })
+    ));
+    // costmin: 20 DOGE at 0.02 = 0.4 < 0.5.
+    match run(r#"{"side":"buy","volume":"20"}"#, "XDGUSD", "0.02", None) {
+        Err(Reject::BelowMinimum { reason, .. }) => assert!(reason.contains("0.5"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match run(
+        r#"{"side":"buy","quote_volume":"0.3"}"#,
+        "XBTUSD",
+        "67000",
+        None,
+    ) {
+        Err(Reject::BelowMinimum { field, .. }) => assert_eq!(field, "quote_volume"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        run(
+            r#"{"side":"buy","volume":"0.1"}"#,
+            "XBTUSD",
+            "67000",
+            Some("5000")
+        ),
+        Err(Reject::LimitExceeded { .. })
+    ));
+    // Priced at the limit price, not the last trade.
+    assert!(run(
+        r#"{"side":"buy","order_type":"limit","price":"40000","volume":"0.1"}"#,
+        "XBTUSD",
+        "67000",
+        Some("5000")
+    )
+    .is_ok());
+}
+
+#[test]
+fn close_with_nothing_to_sell() {
+    let alert = Alert::from_object(&parse_object(br#"{"action":"close"}"#).unwrap()).unwrap();
+    let pairs = pairs();
+    let market = Market {
+        pair: pairs.resolve("XBTUSD", &[]).unwrap(),
+        last: Some(d("67000")),
+        free_base: Some(d("0.000000001")),
+        free_quote: None,
+    };
+    let limits = Limits {
+        max_order_value: None,
+        dry_run: false,
+    };
+    match plan(&alert, &market, limits, &DedupeKey::new(None, b"")) {
+        Err(Reject::BelowMinimum { reason, .. }) => {
+            assert!(reason.contains("nothing to close"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn needs() {
+    let alert = |b: &str| Alert::from_object(&parse_object(b.as_bytes()).unwrap()).unwrap();
+    assert_eq!(
+        super::needs(&alert(r#"{"volume":"1"}"#)),
+        Needs {
+            ticker: true,
+            balance: false
+        }
+    );
+    assert_eq!(
+        super::needs(&alert(r#"{"order_type":"limit","price":"1","volume":"1"}"#)),
+        Needs {
+            ticker: false,
+            balance: false
+        }
+    );
+    assert_eq!(
+        super::needs(&alert(
+            r#"{"order_type":"limit","price":"+1","balance_percent":"5"}"#
+        )),
+        Needs {
+            ticker: true,
+            balance: true
+        }
+    );
+    assert_eq!(
+        super::needs(&alert(r#"{"action":"close"}"#)),
+        Needs {
+            ticker: true,
+            balance: true
+        }
+    );
+}
