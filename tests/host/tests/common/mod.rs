@@ -178,3 +178,186 @@ pub fn private_requests(sim: &Sim) -> Vec<kraken_sim::RequestRecord> {
         .filter(|r| r.scope == "private")
         .collect()
 }
+
+/// One answer of the bridge to an alert that reached the order stage, read strictly:
+/// anything outside the contract's outcomes (2.5) fails the test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `200 placed` with its one txid.
+    Placed(String),
+    /// `200 validated` (dry run).
+    Validated,
+    /// `200 duplicate` replaying `outcome` (the first outcome's `status`, or its `error` when
+    /// it had none), with the txid when the first outcome was placed.
+    Duplicate {
+        outcome: String,
+        txid: Option<String>,
+    },
+    /// `202 pending`.
+    Pending,
+    /// `503` with `retry-after`.
+    Retryable,
+    /// `422 order_rejected` with Kraken's error.
+    Rejected(String),
+}
+
+impl Answer {
+    /// A short name: `placed`, `validated`, `duplicate`, `pending`, `503`, `rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Answer::Placed(_) => "placed",
+            Answer::Validated => "validated",
+            Answer::Duplicate { .. } => "duplicate",
+            Answer::Pending => "pending",
+            Answer::Retryable => "503",
+            Answer::Rejected(_) => "rejected",
+        }
+    }
+
+    /// What a later delivery of the same alert answers once this outcome is recorded.
+    pub fn as_duplicate(&self) -> Answer {
+        let (outcome, txid) = match self {
+            Answer::Placed(txid) => ("placed", Some(txid.clone())),
+            Answer::Validated => ("validated", None),
+            Answer::Pending => ("pending", None),
+            Answer::Rejected(_) => ("order_rejected", None),
+            Answer::Duplicate { .. } => return self.clone(),
+            Answer::Retryable => panic!("a 503 is not recorded"),
+        };
+        Answer::Duplicate {
+            outcome: outcome.into(),
+            txid,
+        }
+    }
+
+    /// The txid this answer says exists on Kraken.
+    pub fn claimed_txid(&self) -> Option<&str> {
+        match self {
+            Answer::Placed(t) => Some(t),
+            Answer::Duplicate {
+                outcome,
+                txid: Some(t),
+            } if outcome == "placed" => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The audit event that must accompany this answer.
+    pub fn audit_event(&self) -> &'static str {
+        match self {
+            Answer::Placed(_) => "order_placed",
+            Answer::Validated => "order_validated",
+            Answer::Duplicate { .. } => "alert_duplicate",
+            Answer::Pending => "order_pending",
+            Answer::Retryable | Answer::Rejected(_) => "order_rejected",
+        }
+    }
+}
+
+fn one_txid(body: &serde_json::Value, ex: &Exchange) -> String {
+    let txids = body["txid"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no txid array:\n{ex}"));
+    assert_eq!(txids.len(), 1, "exactly one txid:\n{ex}");
+    txids[0].as_str().expect("txid string").to_string()
+}
+
+/// Reads the answer to an alert whose order carries `cl`: no secret anywhere, no guest
+/// failure, inside the 2.5 s budget, one of the contract's outcomes, with its audit event.
+pub fn read_answer(ex: &Exchange, cl: &str) -> Answer {
+    assert_no_secrets(ex);
+    assert!(
+        ex.error.is_none(),
+        "the guest failed ({:?}):\n{ex}",
+        ex.error
+    );
+    assert!(
+        ex.elapsed < BUDGET,
+        "answered after {:?}, the budget is {BUDGET:?}:\n{ex}",
+        ex.elapsed
+    );
+    let body = ex.json();
+    let answer = match (ex.status, body["status"].as_str(), body["error"].as_str()) {
+        (200, Some("placed"), _) => {
+            assert_eq!(body["cl_ord_id"], cl, "{ex}");
+            Answer::Placed(one_txid(&body, ex))
+        }
+        (200, Some("validated"), _) => Answer::Validated,
+        (200, Some("duplicate"), _) => {
+            assert_eq!(body["cl_ord_id"], cl, "{ex}");
+            let outcome = body["outcome"]
+                .as_str()
+                .or(body["error"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let txid = (outcome == "placed").then(|| one_txid(&body, ex));
+            Answer::Duplicate { outcome, txid }
+        }
+        (202, Some("pending"), _) => {
+            assert_eq!(body["cl_ord_id"], cl, "{ex}");
+            Answer::Pending
+        }
+        (503, _, _) => {
+            let retry_after = ex
+                .header("retry-after")
+                .unwrap_or_else(|| panic!("503 without retry-after:\n{ex}"));
+            assert!(retry_after.parse::<u32>().is_ok(), "{ex}");
+            Answer::Retryable
+        }
+        (422, _, Some("order_rejected")) => {
+            Answer::Rejected(body["kraken_error"].as_str().unwrap_or_default().into())
+        }
+        _ => panic!("an answer outside the contract's outcomes:\n{ex}"),
+    };
+    let expected = answer.audit_event();
+    let seen = prefixed_events(ex);
+    assert!(
+        seen.iter().any(|e| e == expected),
+        "{answer:?} without an {expected} audit event (saw {seen:?}):\n{ex}"
+    );
+    if answer == Answer::Pending {
+        assert!(
+            ex.stderr.contains("order_pending"),
+            "order_pending goes to stderr"
+        );
+    }
+    answer
+}
+
+/// The answer against the exchange's truth (`orders`, taken after it arrived): at most one
+/// order per cl_ord_id, a claimed txid exists, and no 5xx while the order exists.
+pub fn check_truth_in(
+    orders: &[kraken_sim::BookedOrder],
+    cl: &str,
+    answer: &Answer,
+    ex: &Exchange,
+    what: &str,
+) {
+    let booked: Vec<_> = orders
+        .iter()
+        .filter(|o| o.cl_ord_id.as_deref() == Some(cl))
+        .collect();
+    assert!(
+        booked.len() <= 1,
+        "{what}: {} orders share cl_ord_id {cl}: {booked:#?}",
+        booked.len()
+    );
+    if let Some(txid) = answer.claimed_txid() {
+        assert!(
+            booked.iter().any(|o| o.txid == txid),
+            "{what}: the bridge claims {txid} but the exchange holds {booked:#?}:\n{ex}"
+        );
+    }
+    if ex.status >= 500 {
+        assert!(
+            booked.is_empty(),
+            "{what}: a 5xx (TradingView resends) while order {} exists:\n{ex}",
+            booked[0].txid
+        );
+    }
+}
+
+/// [`check_truth_in`] against the simulator's orders now.
+pub fn check_truth(sim: &Sim, cl: &str, answer: &Answer, ex: &Exchange, what: &str) {
+    check_truth_in(&sim.orders(), cl, answer, ex, what);
+}
