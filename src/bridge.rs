@@ -14,6 +14,7 @@ use crate::config::{Config, Level};
 use crate::idempotency::DedupeKey;
 use crate::kraken::reply::Transport;
 use crate::kraken::request::Call;
+use crate::network;
 pub use crate::outcome::Pending;
 use crate::reject::{AuthFailure, Reject};
 use crate::response::Response;
@@ -99,6 +100,8 @@ pub struct Done {
 pub(crate) struct Cx {
     pub(crate) config: Config,
     pub(crate) host: Host,
+    /// The request's `Origin` when `cors_allowed_origins` lists it.
+    pub(crate) cors_origin: Option<String>,
 }
 
 impl Cx {
@@ -119,13 +122,16 @@ impl Cx {
             .collect();
         // A configured secret never leaves in a response, even inside another string.
         let body = audit::redact(&String::from_utf8_lossy(&response.body), &secrets);
-        Step::Done(Done {
-            response: Response {
-                body: body.into_bytes(),
-                ..response
-            },
-            log,
-        })
+        let mut response = Response {
+            body: body.into_bytes(),
+            ..response
+        };
+        if let Some(origin) = &self.cors_origin {
+            response = response
+                .with_header("access-control-allow-origin", origin.clone())
+                .with_header("vary", "Origin");
+        }
+        Step::Done(Done { response, log })
     }
 
     pub(crate) fn reject(&self, reject: Reject, event: Option<Event>) -> Step {
@@ -147,13 +153,65 @@ impl Cx {
 
 /// Handles a request up to its first Kraken call or its response.
 pub fn handle(config: Config, host: Host, request: Request) -> Step {
-    let cx = Cx { config, host };
-    match route(&request.method, &request.path) {
-        Err(reject) => cx.reject(reject, None),
-        Ok(Route::Health) => health(&cx),
-        Ok(Route::Config) => effective_config(&cx),
-        Ok(Route::Webhook) => webhook(cx, &request),
+    let cors_origin = request
+        .header("origin")
+        .map(str::to_ascii_lowercase)
+        .filter(|o| config.cors_allowed_origins.contains(o));
+    let mut cx = Cx {
+        config,
+        host,
+        cors_origin,
+    };
+    // Where the client address comes from: the proxy's header when one is configured,
+    // otherwise the host's own (Spin's `spin-client-addr`; none in the portable flavour).
+    let client = match &cx.config.client_ip_header {
+        Some(name) => {
+            let ip = request.header(name).and_then(network::parse_client_addr);
+            cx.host.client_addr = ip.map(|ip| ip.to_string());
+            ip
+        }
+        None => cx
+            .host
+            .client_addr
+            .as_deref()
+            .and_then(network::parse_client_addr),
+    };
+    let route = route(&request.method, &request.path);
+    if request.method == "OPTIONS" && cx.cors_origin.is_some() {
+        if let Err(Reject::MethodNotAllowed { allow }) = route {
+            return preflight(&cx, allow);
+        }
     }
+    let route = match route {
+        Err(reject) => return cx.reject(reject, None),
+        Ok(route) => route,
+    };
+    // The allow-list comes before anything else; an unparseable list denies everything but
+    // `/health`, which says what is wrong.
+    let list_broken = cx
+        .config
+        .problems
+        .iter()
+        .any(|p| p.setting == "allowed_ips");
+    let allowed = network::is_allowed(&cx.config.allowed_ips, client) && !list_broken;
+    if !allowed && !(list_broken && route == Route::Health) {
+        let event = Event::new(Level::Warn, "ip_denied").with("trusted_address", client.is_some());
+        return cx.reject(Reject::Forbidden, Some(event));
+    }
+    match route {
+        Route::Health => health(&cx),
+        Route::Config => effective_config(&cx),
+        Route::Webhook => webhook(cx, &request),
+    }
+}
+
+/// A CORS preflight from an allowed origin.
+fn preflight(cx: &Cx, allow: &'static str) -> Step {
+    let response = Response::json(200, &json!({}), &cx.host.request_id)
+        .with_header("access-control-allow-methods", allow)
+        .with_header("access-control-allow-headers", "content-type, x-signature")
+        .with_header("access-control-max-age", "600");
+    cx.finish(response, Vec::new())
 }
 
 fn health(cx: &Cx) -> Step {
@@ -202,6 +260,12 @@ fn effective_config(cx: &Cx) -> Step {
         "replay_window_seconds": c.replay_window_seconds,
         "dedupe_window_seconds": c.dedupe_window_seconds,
         "log_level": c.log_level,
+        "allowed_symbols": c.allowed_symbols,
+        "symbol_map": c.symbol_map.iter().map(|(a, b)| format!("{a}={b}")).collect::<Vec<_>>(),
+        "max_order_value": c.max_order_value.map(|v| v.to_string()),
+        "allowed_ips": !c.allowed_ips.is_empty(),
+        "client_ip_header": c.client_ip_header,
+        "cors_allowed_origins": c.cors_allowed_origins,
     });
     settings["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
     cx.finish(

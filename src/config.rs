@@ -42,10 +42,6 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "kraken_otp",
 ];
 
-/// Settings this version does not implement yet. Setting one is a configuration problem
-/// rather than a silently ignored risk control.
-const NOT_YET_SUPPORTED: &[&str] = &["allowed_ips", "client_ip_header", "cors_allowed_origins"];
-
 /// The minimum length of the webhook secret, in bytes (contract 2.1, item 5).
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
 
@@ -124,6 +120,12 @@ pub struct Config {
     pub symbol_map: Vec<(String, String)>,
     /// Cap per order, in the quote currency.
     pub max_order_value: Option<rust_decimal::Decimal>,
+    /// Addresses and CIDRs that may reach the bridge; empty: any.
+    pub allowed_ips: Vec<crate::network::IpNet>,
+    /// The header carrying the client address behind a proxy, lower-case.
+    pub client_ip_header: Option<String>,
+    /// Origins that get CORS headers.
+    pub cors_allowed_origins: Vec<String>,
     /// Alerts without a `timestamp` are refused.
     pub require_timestamp: bool,
     /// Accepted alerts per minute.
@@ -281,11 +283,25 @@ impl Config {
             },
         };
 
-        for &name in NOT_YET_SUPPORTED {
-            if get(name).is_some() && !has(&problems, name) {
-                problems.push(problem(name, "not supported by this version; unset it"));
-            }
-        }
+        let allowed_ips = match get("allowed_ips") {
+            None => Vec::new(),
+            Some(v) => crate::network::parse_allowed_ips(&v).unwrap_or_else(|reason| {
+                problems.push(problem("allowed_ips", reason));
+                Vec::new()
+            }),
+        };
+        let client_ip_header = get("client_ip_header").and_then(|v| {
+            crate::network::parse_header_name(&v)
+                .map_err(|reason| problems.push(problem("client_ip_header", reason)))
+                .ok()
+        });
+        let cors_allowed_origins = match get("cors_allowed_origins") {
+            None => Vec::new(),
+            Some(v) => crate::network::parse_origins(&v).unwrap_or_else(|reason| {
+                problems.push(problem("cors_allowed_origins", reason));
+                Vec::new()
+            }),
+        };
 
         Config {
             webhook_secret,
@@ -300,6 +316,9 @@ impl Config {
             allowed_symbols,
             symbol_map,
             max_order_value,
+            allowed_ips,
+            client_ip_header,
+            cors_allowed_origins,
             require_timestamp,
             rate_limit_per_minute,
             replay_window_seconds,
@@ -333,10 +352,6 @@ fn problem(setting: &'static str, reason: impl Into<String>) -> Problem {
         setting,
         reason: reason.into(),
     }
-}
-
-fn has(problems: &[Problem], setting: &str) -> bool {
-    problems.iter().any(|p| p.setting == setting)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -438,7 +453,9 @@ mod tests {
             ("kraken_api_secret", "not base64!"),
             ("symbol_map", "BTCUSD"),
             ("max_order_value", "-5"),
-            ("allowed_ips", "52.89.214.238"),
+            ("allowed_ips", "52.89.214.238/40"),
+            ("client_ip_header", "x real ip"),
+            ("cors_allowed_origins", "*"),
         ] {
             let c = with(&[(name, value)]);
             assert!(

@@ -23,6 +23,7 @@ pub mod config;
 pub mod decimal;
 pub mod idempotency;
 pub mod kraken;
+pub mod network;
 pub mod outcome;
 pub mod plan;
 pub mod rate_limit;

@@ -65,6 +65,8 @@ pub enum Reject {
     PayloadTooLarge,
     /// The content type is neither `application/json`, `text/plain` nor absent.
     UnsupportedMediaType,
+    /// `allowed_ips` is set and the client's address is not in it, or not known.
+    Forbidden,
     /// The request is not authenticated.
     Unauthorized(AuthFailure),
     /// The alert's `timestamp` lies outside `replay_window_seconds` of the host clock.
@@ -131,6 +133,7 @@ impl Reject {
             Reject::MethodNotAllowed { .. } => 405,
             Reject::PayloadTooLarge => 413,
             Reject::UnsupportedMediaType => 415,
+            Reject::Forbidden => 403,
             Reject::Unauthorized(_) => 401,
             Reject::Stale => 401,
             Reject::MalformedJson => 400,
@@ -155,6 +158,7 @@ impl Reject {
             Reject::MethodNotAllowed { .. } => "method_not_allowed",
             Reject::PayloadTooLarge => "payload_too_large",
             Reject::UnsupportedMediaType => "unsupported_media_type",
+            Reject::Forbidden => "forbidden",
             Reject::Unauthorized(_) => "unauthorized",
             Reject::Stale => "stale",
             Reject::MalformedJson => "malformed_json",
@@ -185,6 +189,7 @@ impl Reject {
             | Reject::PairUnavailable { .. }
             | Reject::BelowMinimum { .. }
             | Reject::LimitExceeded { .. } => Some("alert_rejected"),
+            Reject::Forbidden => Some("ip_denied"),
             Reject::Unauthorized(_) => Some("auth_failed"),
             Reject::Stale => Some("stale"),
             Reject::TradingDisabled => Some("trading_disabled"),
@@ -203,6 +208,7 @@ impl Reject {
             Reject::UnsupportedMediaType => {
                 "send application/json or text/plain (or no content type)".into()
             }
+            Reject::Forbidden => "the client address is not in allowed_ips".into(),
             Reject::Unauthorized(f) => format!("authentication failed ({})", f.as_str()),
             Reject::Stale => "timestamp outside replay_window_seconds of the host clock".into(),
             Reject::MalformedJson => "the body is not one JSON object with unique keys".into(),

@@ -988,3 +988,136 @@ fn require_timestamp() {
         post(&with_ts, &[])
     )));
 }
+
+// ---- network controls and CORS -----------------------------------------------------------
+
+fn from(addr: Option<&str>) -> Host {
+    Host {
+        client_addr: addr.map(str::to_string),
+        ..host()
+    }
+}
+
+#[test]
+fn allowed_ips_come_before_authentication_and_fail_closed() {
+    let cfg = || config(&[("allowed_ips", "52.89.214.238,10.0.0.0/8,2001:db8::/32")]);
+    for ok in ["52.89.214.238:5000", "10.20.30.40:1", "[2001:db8::7]:443"] {
+        assert!(
+            is_call(handle(cfg(), from(Some(ok)), post(LIMIT, &[]))),
+            "{ok}"
+        );
+    }
+    for (addr, trusted) in [
+        (Some("52.89.214.239:5000"), true),
+        (None, false),
+        (Some("garbage"), false),
+    ] {
+        // Even a wrong secret gets 403, not 401: the caller learns nothing more.
+        let d = done(handle(cfg(), from(addr), post("not even json", &[])));
+        assert_eq!(
+            (d.response.status, body(&d)),
+            (403, json!({"error":"forbidden"})),
+            "{addr:?}"
+        );
+        let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
+        assert_eq!(line["event"], "ip_denied");
+        assert_eq!(line["trusted_address"], trusted);
+    }
+}
+
+#[test]
+fn client_ip_header_replaces_the_host_address() {
+    let cfg = || {
+        config(&[
+            ("allowed_ips", "52.89.214.238"),
+            ("client_ip_header", "X-Real-IP"),
+        ])
+    };
+    // The host's own address no longer counts; the proxy's header does.
+    let d = done(handle(
+        cfg(),
+        from(Some("52.89.214.238:1")),
+        post(LIMIT, &[]),
+    ));
+    assert_eq!(d.response.status, 403);
+    assert!(is_call(handle(
+        cfg(),
+        from(Some("10.0.0.1:1")),
+        post(LIMIT, &[("x-real-ip", "52.89.214.238")])
+    )));
+    // A list is not one trustworthy address.
+    let d = done(handle(
+        cfg(),
+        from(None),
+        post(LIMIT, &[("x-real-ip", "1.1.1.1, 52.89.214.238")]),
+    ));
+    assert_eq!(d.response.status, 403);
+}
+
+#[test]
+fn a_broken_allow_list_denies_all_but_health() {
+    let cfg = || config(&[("allowed_ips", "52.89.214.238/99")]);
+    let d = done(handle(
+        cfg(),
+        from(Some("52.89.214.238:1")),
+        post(LIMIT, &[]),
+    ));
+    assert_eq!(d.response.status, 403);
+    let get = |p: &str| Request {
+        method: "GET".into(),
+        path: p.into(),
+        headers: vec![],
+        body: vec![],
+    };
+    let h = done(handle(cfg(), from(None), get("/health")));
+    assert_eq!(h.response.status, 503);
+    assert_eq!(body(&h)["problems"][0]["setting"], "allowed_ips");
+}
+
+#[test]
+fn cors_only_for_listed_origins() {
+    let cfg = || config(&[("cors_allowed_origins", "https://dash.example")]);
+    let with_origin = |o: &str, method: &str| Request {
+        method: method.into(),
+        path: "/health".into(),
+        headers: vec![("origin".into(), o.into())],
+        body: vec![],
+    };
+    let d = done(handle(
+        cfg(),
+        host(),
+        with_origin("https://dash.example", "GET"),
+    ));
+    assert_eq!(
+        d.response.header("access-control-allow-origin"),
+        Some("https://dash.example")
+    );
+    let d = done(handle(
+        cfg(),
+        host(),
+        with_origin("https://evil.example", "GET"),
+    ));
+    assert_eq!(d.response.header("access-control-allow-origin"), None);
+    let d = done(handle(
+        config(&[]),
+        host(),
+        with_origin("https://dash.example", "GET"),
+    ));
+    assert_eq!(d.response.header("access-control-allow-origin"), None);
+    let d = done(handle(
+        cfg(),
+        host(),
+        with_origin("https://dash.example", "OPTIONS"),
+    ));
+    assert_eq!(d.response.status, 200);
+    assert_eq!(
+        d.response.header("access-control-allow-methods"),
+        Some("GET")
+    );
+    let d = done(handle(
+        cfg(),
+        host(),
+        with_origin("https://evil.example", "OPTIONS"),
+    ));
+    assert_eq!(d.response.status, 405);
+}

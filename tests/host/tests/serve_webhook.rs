@@ -122,3 +122,34 @@ fn portable_flavour_reads_settings_from_upper_case_environment() {
     assert_eq!(h.json()["problems"][0]["setting"], "webhook_secret");
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn portable_flavour_allow_list_needs_a_proxy_header() {
+    let sim = sim();
+    // No trustworthy address at all: deny.
+    let srv = serve(&sim, &[("ALLOWED_IPS", "127.0.0.1")]);
+    let ex = srv.request_blocking(post(
+        limit_alert(WEBHOOK_SECRET),
+        &[("spin-client-addr", "127.0.0.1:1")],
+    ));
+    assert_eq!((ex.status, ex.json()), (403, json!({"error":"forbidden"})));
+    // Behind a proxy that overwrites X-Real-IP.
+    let srv = serve(
+        &sim,
+        &[
+            ("ALLOWED_IPS", "52.89.214.238"),
+            ("CLIENT_IP_HEADER", "x-real-ip"),
+        ],
+    );
+    let ex = srv.request_blocking(post(
+        limit_alert(WEBHOOK_SECRET),
+        &[("x-real-ip", "52.89.214.238")],
+    ));
+    assert_eq!(ex.status, 200, "{ex}");
+    let ex = srv.request_blocking(post(
+        limit_alert(WEBHOOK_SECRET),
+        &[("x-real-ip", "52.89.214.239")],
+    ));
+    assert_eq!(ex.status, 403);
+    assert_eq!(sim.orders().len(), 1);
+}

@@ -562,3 +562,37 @@ fn nonces_strictly_increase_across_requests() {
         "{nonces:?}"
     );
 }
+
+#[test]
+fn allowed_ips_use_spins_client_address_and_fail_closed() {
+    let sim = sim();
+    let tv = tv_kraken_bridge::network::TRADINGVIEW_IPS;
+    let host_from = |addr: Option<&str>| {
+        let mut vars = settings(&sim);
+        vars.push(("allowed_ips".into(), tv.into()));
+        bridge_host::SpinHost::builder(bridge_host::wasm_path(bridge_host::Flavour::Spin))
+            .variables(vars)
+            .allow_outbound(sim.url())
+            .client_addr(addr)
+            .build()
+    };
+    let ex = send(
+        &host_from(Some("34.212.75.30:40000")),
+        post(limit_alert(WEBHOOK_SECRET), &[]),
+    );
+    assert_eq!(ex.status, 200, "{ex}");
+    // Spin overwrites a client-sent spin-client-addr with the real peer address.
+    let ex = send(
+        &host_from(Some("203.0.113.5:40000")),
+        post(
+            limit_alert(WEBHOOK_SECRET),
+            &[("spin-client-addr", "34.212.75.30:1")],
+        ),
+    );
+    assert_eq!((ex.status, ex.json()), (403, json!({"error":"forbidden"})));
+    assert_eq!(events(&ex), ["ip_denied"]);
+    // No address from the host at all: deny.
+    let ex = send(&host_from(None), post(limit_alert(WEBHOOK_SECRET), &[]));
+    assert_eq!(ex.status, 403);
+    assert_eq!(sim.orders().len(), 1);
+}
