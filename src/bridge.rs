@@ -194,7 +194,8 @@ pub fn handle(config: Config, host: Host, request: Request) -> Step {
         .iter()
         .any(|p| p.setting == "allowed_ips");
     let allowed = network::is_allowed(&cx.config.allowed_ips, client) && !list_broken;
-    if !allowed && !(list_broken && route == Route::Health) {
+    let health_despite_broken_list = list_broken && route == Route::Health;
+    if !(allowed || health_despite_broken_list) {
         let event = Event::new(Level::Warn, "ip_denied").with("trusted_address", client.is_some());
         return cx.reject(Reject::Forbidden, Some(event));
     }
