@@ -449,6 +449,15 @@ fn serve_resends_answer_after_the_time_out() {
 }
 
 #[test]
+fn serve_resends_request_lands_after_the_client_gave_up() {
+    // The first AddOrder reaches the engine 4 s late, after the bridge answered pending and
+    // after a resend's look-ups found nothing and it traded. A closed market order does not
+    // block its cl_ord_id: what stops the late one is its nonce, older than the resend's
+    // (a nonce window of 0, as the README tells operators).
+    serve_resends("delay", add(FaultKind::Delay { ms: 4_000 }), &["pending"]);
+}
+
+#[test]
 fn serve_resends_rate_limited() {
     serve_resends("rate-limit", add(FaultKind::RateLimit), &["503"]);
 }
