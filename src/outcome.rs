@@ -591,12 +591,7 @@ impl Pending {
             Lookup::Found {
                 txid, description, ..
             } => {
-                let body = json!({
-                    "status": "placed",
-                    "txid": [txid],
-                    "description": description,
-                    "cl_ord_id": self.cl_ord_id,
-                });
+                let body = self.placed_body(vec![txid], description);
                 let record = self.record(200, &body);
                 self.duplicate(&record, true)
             }
@@ -622,12 +617,7 @@ impl Pending {
         let validate = self.order.as_ref().is_some_and(|o| o.validate);
         match reply::add_order(t, validate) {
             AddOrder::Placed { txid, description } => {
-                let body = json!({
-                    "status": "placed",
-                    "txid": txid,
-                    "description": description,
-                    "cl_ord_id": self.cl_ord_id,
-                });
+                let body = self.placed_body(txid.clone(), description);
                 let event = self.event(Level::Info, "order_placed").with("txid", txid);
                 self.respond(200, body, event)
             }
@@ -688,12 +678,7 @@ impl Pending {
             Lookup::Found {
                 txid, description, ..
             } => {
-                let body = json!({
-                    "status": "placed",
-                    "txid": [txid.clone()],
-                    "description": description,
-                    "cl_ord_id": self.cl_ord_id,
-                });
+                let body = self.placed_body(vec![txid.clone()], description);
                 let event = self
                     .event(Level::Info, "order_placed")
                     .with("txid", vec![txid])
@@ -775,6 +760,16 @@ impl Pending {
             e = e.with("comment", c.clone());
         }
         e
+    }
+
+    /// `200 placed`: the order exists on Kraken.
+    fn placed_body(&self, txid: Vec<String>, description: String) -> Value {
+        json!({
+            "status": "placed",
+            "txid": txid,
+            "description": description,
+            "cl_ord_id": self.cl_ord_id,
+        })
     }
 
     fn record(&self, status: u16, body: &Value) -> Record {
