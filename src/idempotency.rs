@@ -127,7 +127,11 @@ impl Record {
         };
         let outcome = match self.state {
             RecordState::InFlight => Value::from("in_flight"),
-            RecordState::Done => body.remove("status").unwrap_or(Value::Null),
+            // A refusal's outcome is its error code.
+            RecordState::Done => body
+                .remove("status")
+                .or_else(|| body.get("error").cloned())
+                .unwrap_or(Value::Null),
         };
         if !outcome.is_null() {
             body.insert("outcome".into(), outcome);
@@ -253,6 +257,18 @@ mod tests {
             serde_json::json!({"status":"duplicate","outcome":"in_flight","cl_ord_id":"c"})
         );
         assert_eq!(Record::decode(b"not json"), None);
+        let refused = Record {
+            state: RecordState::Done,
+            first_seen: 1,
+            cl_ord_id: "c".into(),
+            status: 422,
+            body: serde_json::json!({"error":"order_rejected","kraken_error":"EOrder:Insufficient funds"}),
+        };
+        assert_eq!(refused.duplicate_body()["outcome"], "order_rejected");
+        assert_eq!(
+            refused.duplicate_body()["kraken_error"],
+            "EOrder:Insufficient funds"
+        );
     }
 
     #[test]

@@ -217,6 +217,8 @@ impl Pending {
             (Stage::Claim, Input::Store(reply)) => {
                 self.claimed = reply == StoreReply::Done;
                 self.store_ok &= self.claimed;
+                // Without a claim a resend cannot be recognised here: ask Kraken first.
+                self.lookup_first |= !self.claimed;
                 self.prepare()
             }
             (Stage::Cancel, Input::Kraken(t)) => self.on_cancel(&t),

@@ -1121,3 +1121,40 @@ fn cors_only_for_listed_origins() {
     ));
     assert_eq!(d.response.status, 405);
 }
+
+#[test]
+fn a_failed_claim_falls_back_to_asking_kraken() {
+    // The store reads work but the claim write fails: a resend could not be recognised, so
+    // Kraken is asked before sending.
+    let mut w = World::with_replies([reply(NONE_OPEN), reply(NONE_CLOSED), reply(PLACED)]);
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    // Drive by hand, failing only the claim (the first Set of a `dd:` key).
+    let mut claim_failed = false;
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Store(StoreOp::Set(k, _), p) if k.starts_with("dd:") && !claim_failed => {
+                claim_failed = true;
+                p.resume(Input::Store(StoreReply::Failed("full".into())), NOW)
+            }
+            other => match other {
+                Step::Store(op, p) => {
+                    let r = w.store_op(op);
+                    p.resume(Input::Store(r), NOW)
+                }
+                Step::Call(call, p) => {
+                    let r = market_data(&call).unwrap_or_else(|| {
+                        w.calls.push(call.clone());
+                        w.replies.pop_front().expect("reply")
+                    });
+                    p.resume(Input::Kraken(r), NOW)
+                }
+                Step::Wait(_, p) => p.resume(Input::Waited, NOW),
+                Step::Done(_) => unreachable!(),
+            },
+        };
+    };
+    assert!(claim_failed);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
+}
