@@ -111,6 +111,7 @@ enum Stage {
     Wait,
     LookupAfter(List),
     Finishing,
+    RecordCheck,
     PruneKeys,
 }
 
@@ -121,6 +122,8 @@ struct Finish {
     response: Response,
     events: Vec<Event>,
     ops: std::collections::VecDeque<StoreOp>,
+    /// The outcome record to write, unless another delivery has already recorded one.
+    record: Option<Vec<u8>>,
     prune: bool,
 }
 
@@ -145,6 +148,8 @@ pub struct Pending {
     pairs_from_cache: bool,
     /// Kraken did not know the pair: forget the cached pairs.
     drop_pairs_cache: bool,
+    /// Kraken refused the AddOrder as a duplicate `cl_ord_id`: the order exists.
+    duplicate_refused: bool,
     stage: Stage,
     /// When the request arrived: the budget runs from here.
     started: Now,
@@ -186,6 +191,7 @@ impl Pending {
             fetched: None,
             pairs_from_cache: false,
             drop_pairs_cache: false,
+            duplicate_refused: false,
             stage: Stage::DedupeRead(0),
             started: now,
             store_ok: has_store,
@@ -235,6 +241,20 @@ impl Pending {
             (Stage::Wait, Input::Waited) => self.add(),
             (Stage::LookupAfter(list), Input::Kraken(t)) => self.on_lookup_after(list, &t),
             (Stage::Finishing, Input::Store(_)) => self.next_op(),
+            (Stage::RecordCheck, Input::Store(reply)) => {
+                // Two deliveries can race past the dedupe read (the store has no
+                // compare-and-swap): the first recorded outcome stands.
+                let recorded = matches!(&reply, StoreReply::Value(Some(bytes))
+                    if Record::decode(bytes).is_some_and(|r| r.state == RecordState::Done));
+                let key = self.store_keys[0].clone();
+                let f = self.finish.as_mut().expect("finishing");
+                if let Some(record) = f.record.take() {
+                    if !recorded {
+                        f.ops.push_front(StoreOp::Set(key, record));
+                    }
+                }
+                self.next_op()
+            }
             (Stage::PruneKeys, Input::Store(StoreReply::Keys(keys))) => {
                 let gone = idempotency::prune(&keys, self.cx.host.now.secs());
                 let f = self.finish.as_mut().expect("finishing");
@@ -598,7 +618,16 @@ impl Pending {
                 self.duplicate(&record, true)
             }
             Lookup::Absent if list == List::Open => self.lookup(Stage::LookupBefore(List::Closed)),
+            Lookup::Absent if self.duplicate_refused => {
+                // Kraken said the order exists but neither list shows it yet.
+                self.pending(
+                    "Kraken reports a duplicate cl_ord_id that the look-up cannot find yet",
+                )
+            }
             Lookup::Absent => self.add(),
+            Lookup::Failed(reason) if self.duplicate_refused => self.pending(&format!(
+                "look-up after a duplicate refusal failed: {reason}"
+            )),
             Lookup::Failed(reason) => {
                 // Nothing was sent: a resend later is safe and worthwhile.
                 self.unavailable(format!("look-up before sending failed: {reason}"))
@@ -627,6 +656,12 @@ impl Pending {
                 let body = json!({ "status": "validated", "description": description });
                 let event = self.event(Level::Info, "order_validated");
                 self.respond(200, body, event)
+            }
+            AddOrder::Rejected { error } if error.starts_with("EOrder:Duplicate order") => {
+                // Kraken already holds an open order with this cl_ord_id: another delivery
+                // of the same alert won the race. Find it and answer as its duplicate.
+                self.duplicate_refused = true;
+                self.lookup(Stage::LookupBefore(List::Open))
             }
             AddOrder::Rejected { error } => {
                 let event = self
@@ -792,9 +827,10 @@ impl Pending {
             .event(Level::Info, "alert_duplicate")
             .with("outcome", body["outcome"].clone());
         let response = Response::json(200, &body, &self.cx.host.request_id);
-        let op = (write && self.store_ok)
-            .then(|| StoreOp::Set(self.store_keys[0].clone(), first.encode()));
-        self.finish_with(200, response, vec![event], op);
+        self.finish_with(200, response, vec![event], None);
+        if write && self.store_ok {
+            self.finish.as_mut().expect("finishing").record = Some(first.encode());
+        }
         self.next_op()
     }
 
@@ -847,10 +883,10 @@ impl Pending {
     /// A final outcome: record it under the dedupe key, then answer.
     fn conclude(mut self, status: u16, response: Response, body: Value, event: Event) -> Step {
         let record = self.record(status, &body);
-        let op = self
-            .store_ok
-            .then(|| StoreOp::Set(self.store_keys[0].clone(), record.encode()));
-        self.finish_with(status, response, vec![event], op);
+        self.finish_with(status, response, vec![event], None);
+        if self.store_ok {
+            self.finish.as_mut().expect("finishing").record = Some(record.encode());
+        }
         self.next_op()
     }
 
@@ -862,17 +898,26 @@ impl Pending {
         op: Option<StoreOp>,
     ) {
         let prune = self.store_ok && self.rate_count % PRUNE_EVERY == 1;
+        let mut ops: std::collections::VecDeque<StoreOp> = op.into_iter().collect();
+        if self.drop_pairs_cache {
+            ops.push_back(StoreOp::Delete(PAIRS_KEY.to_string()));
+        }
         self.finish = Some(Finish {
             status,
             response,
             events,
-            ops: op.into_iter().collect(),
+            ops,
+            record: None,
             prune,
         });
     }
 
     fn next_op(mut self) -> Step {
         let f = self.finish.as_mut().expect("finishing");
+        if f.record.is_some() {
+            let key = self.store_keys[0].clone();
+            return self.store(Stage::RecordCheck, StoreOp::Get(key));
+        }
         if let Some(op) = f.ops.pop_front() {
             return self.store(Stage::Finishing, op);
         }

@@ -536,6 +536,9 @@ fn check(done: &Done, request_id: &str, run: &Run, started: u64, finished: u64) 
             .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {}", line.text));
         assert!(v.is_object(), "audit line is not an object: {}", line.text);
     }
+    if run.placed {
+        assert_eq!(r.status, 200, "an order Kraken placed, answered: {body}");
+    }
     if !run.may_exist.is_empty() || run.placed {
         assert!(
             r.status < 500,

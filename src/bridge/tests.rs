@@ -1158,3 +1158,64 @@ fn a_failed_claim_falls_back_to_asking_kraken() {
     assert_eq!(body(&d)["status"], "placed");
     assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
 }
+
+#[test]
+fn a_duplicate_cl_ord_id_refusal_is_answered_as_a_duplicate() {
+    let cl = DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id();
+    let (d, w) = run_with(vec![
+        reply(r#"{"error":["EOrder:Duplicate order"]}"#),
+        lookup_found("open", &cl),
+    ]);
+    assert_eq!(d.response.status, 200);
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(body(&d)["outcome"], "placed");
+    assert_eq!(body(&d)["txid"], json!(["OFOUND-AAAAA-BBBBBB"]));
+    assert_eq!(methods(&w), ["AddOrder", "OpenOrders"]);
+}
+
+#[test]
+fn the_first_recorded_outcome_is_never_overwritten() {
+    // Another delivery recorded `placed` while this one was talking to Kraken.
+    let mut w = World::with_replies([reply(r#"{"error":["EOrder:Insufficient funds"]}"#)]);
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let key = DedupeKey::new(None, LIMIT.as_bytes()).store_keys(NOW.secs(), 60)[0].clone();
+    let winner = crate::idempotency::Record {
+        state: crate::idempotency::RecordState::Done,
+        first_seen: NOW.secs(),
+        cl_ord_id: DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id(),
+        status: 200,
+        body: json!({"status":"placed","txid":["OWIN"]}),
+    };
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Call(call, p) => {
+                let r = market_data(&call).unwrap_or_else(|| {
+                    // The winner records its outcome while our AddOrder is in flight.
+                    w.store.insert(key.clone(), winner.encode());
+                    w.replies.pop_front().expect("reply")
+                });
+                p.resume(Input::Kraken(r), NOW)
+            }
+            Step::Store(op, p) => {
+                let r = w.store_op(op);
+                p.resume(Input::Store(r), NOW)
+            }
+            Step::Wait(_, p) => p.resume(Input::Waited, NOW),
+        };
+    };
+    assert_eq!(d.response.status, 422);
+    let kept = crate::idempotency::Record::decode(&w.store[&key]).unwrap();
+    assert_eq!(kept.body["txid"], json!(["OWIN"]));
+}
+
+#[test]
+fn an_unknown_pair_from_kraken_drops_the_cached_pairs() {
+    let mut w = World::with_replies([reply(r#"{"error":["EQuery:Unknown asset pair"]}"#)]);
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(d.response.status, 422);
+    assert!(w
+        .ops
+        .contains(&StoreOp::Delete(crate::outcome::PAIRS_KEY.to_string())));
+    assert!(!w.store.contains_key(crate::outcome::PAIRS_KEY));
+}

@@ -307,17 +307,15 @@ async fn soak_1000_deliveries_with_faults_trade_each_alert_at_most_once() {
                 assert_eq!(order.map(|o| o.txid.as_str()), Some(txid), "alert {a}");
             }
             // No 5xx once the order existed.
-            if d.status >= 500 {
-                if let Some(o) = order {
-                    assert!(
-                        d.at < o.opentm,
-                        "alert {a}: {} at {} but {} was booked at {}",
-                        d.status,
-                        d.at,
-                        o.txid,
-                        o.opentm
-                    );
-                }
+            if let (true, Some(o)) = (d.status >= 500, order) {
+                assert!(
+                    d.at < o.opentm,
+                    "alert {a}: {} at {} but {} was booked at {}",
+                    d.status,
+                    d.at,
+                    o.txid,
+                    o.opentm
+                );
             }
         }
         let last = &mine.last().unwrap().answer;
