@@ -101,6 +101,9 @@ pub struct Record {
     pub status: u16,
     /// The first outcome's body (`null` while in flight).
     pub body: Value,
+    /// The request id of the delivery that wrote it.
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Record {
@@ -238,6 +241,7 @@ mod tests {
             cl_ord_id: "c".into(),
             status: 200,
             body: serde_json::json!({"status":"placed","txid":["T"],"cl_ord_id":"c"}),
+            owner: "r1".into(),
         };
         assert_eq!(Record::decode(&done.encode()), Some(done.clone()));
         assert_eq!(
@@ -263,6 +267,7 @@ mod tests {
             cl_ord_id: "c".into(),
             status: 422,
             body: serde_json::json!({"error":"order_rejected","kraken_error":"EOrder:Insufficient funds"}),
+            owner: String::new(),
         };
         assert_eq!(refused.duplicate_body()["outcome"], "order_rejected");
         assert_eq!(

@@ -100,6 +100,7 @@ enum Stage {
     RateRead,
     RateWrite,
     Claim,
+    ClaimVerify,
     Cancel,
     PairsRead,
     PairsFetch,
@@ -225,8 +226,29 @@ impl Pending {
                 self.store_ok &= self.claimed;
                 // Without a claim a resend cannot be recognised here: ask Kraken first.
                 self.lookup_first |= !self.claimed;
-                self.prepare()
+                if self.claimed {
+                    // Read the claim back: a delivery of the same alert that claimed in the
+                    // same instant leaves its own owner there (no compare-and-swap).
+                    let k = self.store_keys[0].clone();
+                    self.store(Stage::ClaimVerify, StoreOp::Get(k))
+                } else {
+                    self.prepare()
+                }
             }
+            (Stage::ClaimVerify, Input::Store(reply)) => match reply {
+                StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
+                    Some(r) if r.owner != self.cx.host.request_id => {
+                        // Another delivery owns the alert now; it trades, this one does not.
+                        self.claimed = false;
+                        self.duplicate(&r, false)
+                    }
+                    _ => self.prepare(),
+                },
+                _ => {
+                    self.lookup_first = true;
+                    self.prepare()
+                }
+            },
             (Stage::Cancel, Input::Kraken(t)) => self.on_cancel(&t),
             (Stage::PairsRead, Input::Store(reply)) => self.on_pairs_read(reply),
             (Stage::PairsFetch, Input::Kraken(t)) => self.on_pairs_fetch(&t),
@@ -344,6 +366,7 @@ impl Pending {
             cl_ord_id: self.cl_ord_id.clone(),
             status: 0,
             body: Value::Null,
+            owner: self.cx.host.request_id.clone(),
         };
         let op = StoreOp::Set(self.store_keys[0].clone(), record.encode());
         self.store(Stage::Claim, op)
@@ -816,6 +839,7 @@ impl Pending {
             cl_ord_id: self.cl_ord_id.clone(),
             status,
             body: body.clone(),
+            owner: self.cx.host.request_id.clone(),
         }
     }
 

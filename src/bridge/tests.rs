@@ -750,6 +750,7 @@ fn a_fresh_claim_is_a_duplicate_and_a_stale_one_is_looked_up() {
         cl_ord_id: key.cl_ord_id(),
         status: 0,
         body: Value::Null,
+        owner: "another-delivery".into(),
     };
     let mut w = World::with_replies([]);
     w.store
@@ -1185,6 +1186,7 @@ fn the_first_recorded_outcome_is_never_overwritten() {
         cl_ord_id: DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id(),
         status: 200,
         body: json!({"status":"placed","txid":["OWIN"]}),
+        owner: "winner".into(),
     };
     let d = loop {
         step = match step {
@@ -1218,4 +1220,37 @@ fn an_unknown_pair_from_kraken_drops_the_cached_pairs() {
         .ops
         .contains(&StoreOp::Delete(crate::outcome::PAIRS_KEY.to_string())));
     assert!(!w.store.contains_key(crate::outcome::PAIRS_KEY));
+}
+
+#[test]
+fn a_claim_taken_over_in_the_same_instant_backs_off() {
+    // Another delivery of the same alert overwrites our claim between our write and read-back.
+    let mut w = World::with_replies([]);
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let key = DedupeKey::new(None, LIMIT.as_bytes()).store_keys(NOW.secs(), 60)[0].clone();
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Store(op, p) => {
+                let is_claim = matches!(&op, StoreOp::Set(k, _) if *k == key);
+                let r = w.store_op(op);
+                if is_claim {
+                    let theirs = crate::idempotency::Record {
+                        state: crate::idempotency::RecordState::InFlight,
+                        first_seen: NOW.secs(),
+                        cl_ord_id: DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id(),
+                        status: 0,
+                        body: Value::Null,
+                        owner: "the-other-delivery".into(),
+                    };
+                    w.store.insert(key.clone(), theirs.encode());
+                }
+                p.resume(Input::Store(r), NOW)
+            }
+            Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
+            Step::Wait(..) => panic!("must not wait"),
+        };
+    };
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(body(&d)["outcome"], "in_flight");
 }
