@@ -4,6 +4,10 @@
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
+/// The largest amount an alert may give: far above any real order, far below where exact
+/// decimal arithmetic (28 digits) could overflow in sizing and cost checks.
+pub const MAX_WHOLE: i64 = 1_000_000_000_000_000;
+
 /// A finite, strictly positive decimal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Positive(Decimal);
@@ -38,6 +42,9 @@ impl Positive {
         }
         if value.is_zero() {
             return Err("must be greater than zero");
+        }
+        if value > Decimal::from(MAX_WHOLE) {
+            return Err("is too large (at most 1000000000000000)");
         }
         Ok(Positive(value.normalize()))
     }
@@ -84,6 +91,10 @@ mod tests {
         );
         assert_eq!(Positive::parse(" 2.5 ").unwrap().to_plain(), "2.5");
         assert_eq!(Positive::parse("007.50").unwrap().to_plain(), "7.5");
+        assert_eq!(
+            Positive::parse("1000000000000000").unwrap().to_plain(),
+            "1000000000000000"
+        );
     }
 
     #[test]
@@ -108,6 +119,8 @@ mod tests {
             "١",
             "99999999999999999999999999999999",
             "0.00000000000000000000000000001",
+            "1000000000000000.1",
+            "79228162514264337593543950335",
         ] {
             assert!(Positive::parse(bad).is_err(), "{bad:?} should be refused");
         }

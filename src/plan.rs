@@ -321,15 +321,28 @@ pub fn plan(
         }
         (_, Some(Size::Volume(v))) => v.value(),
         (_, Some(Size::Quote(q))) => {
-            q.value() / reference.ok_or_else(|| price_needed("size quote_volume"))?
+            let price = reference.ok_or_else(|| price_needed("size quote_volume"))?;
+            q.value()
+                .checked_div(price)
+                .ok_or_else(|| field("quote_volume", "too large for the price"))?
         }
         (_, Some(Size::BalancePercent(pct))) => {
             let share = pct.value() / Decimal::ONE_HUNDRED;
+            let too_large = || field("balance_percent", "the balance is too large to size from");
             match side {
-                Side::Sell => market.free_base.unwrap_or_default() * share,
+                Side::Sell => market
+                    .free_base
+                    .unwrap_or_default()
+                    .checked_mul(share)
+                    .ok_or_else(too_large)?,
                 Side::Buy => {
-                    let quote = market.free_quote.unwrap_or_default() * share;
-                    quote / reference.ok_or_else(|| price_needed("size balance_percent"))?
+                    let quote = market
+                        .free_quote
+                        .unwrap_or_default()
+                        .checked_mul(share)
+                        .ok_or_else(too_large)?;
+                    let price = reference.ok_or_else(|| price_needed("size balance_percent"))?;
+                    quote.checked_div(price).ok_or_else(too_large)?
                 }
             }
         }
@@ -359,7 +372,9 @@ pub fn plan(
         });
     }
     if let Some(reference) = reference {
-        let cost = volume * reference;
+        let cost = volume
+            .checked_mul(reference)
+            .ok_or_else(|| field(size_field, "the order's cost is too large"))?;
         if cost < pair.costmin {
             return Err(Reject::BelowMinimum {
                 field: size_field,

@@ -26,12 +26,13 @@ pub fn price_to_tick(price: Decimal, tick: Decimal, pair_decimals: u32, toward: 
         Toward::Up => RoundingStrategy::ToPositiveInfinity,
     };
     let on_decimals = price.round_dp_with_strategy(pair_decimals, strategy);
-    let on_tick = if tick > Decimal::ZERO {
-        let steps = (on_decimals / tick).round_dp_with_strategy(0, strategy);
-        steps * tick
-    } else {
-        on_decimals
-    };
+    // Checked arithmetic: a price and tick whose quotient does not fit a decimal stay on the
+    // pair's decimals (Kraken then refuses the tick), rather than panicking.
+    let on_tick = (tick > Decimal::ZERO)
+        .then(|| on_decimals.checked_div(tick))
+        .flatten()
+        .and_then(|steps| steps.round_dp_with_strategy(0, strategy).checked_mul(tick))
+        .unwrap_or(on_decimals);
     on_tick.normalize()
 }
 
@@ -79,6 +80,9 @@ mod tests {
             d("101.5")
         );
         assert!(fits_decimals(d("1.2500"), 2));
+        // Found by fuzzing: a quotient too large for a decimal must not panic.
+        let huge = d("79228162514264337593543950335");
+        assert_eq!(price_to_tick(huge, d("0.1"), 1, Toward::Down), huge);
         assert!(!fits_decimals(d("1.255"), 2));
     }
 

@@ -17,7 +17,10 @@ const MAX_RFC3339_SECS: i64 = 253_402_300_799;
 fuzz_target!(|data: &[u8]| {
     if let Some(object) = alert::parse_object(data) {
         // Only valid UTF-8 JSON gets this far.
-        assert!(std::str::from_utf8(data).is_ok(), "parse_object took non-UTF-8");
+        assert!(
+            std::str::from_utf8(data).is_ok(),
+            "parse_object took non-UTF-8"
+        );
         if let Ok(alert) = Alert::from_object(&object) {
             check_alert(&alert);
         }

@@ -71,6 +71,13 @@ const ASSET_PAIRS_CHANGED: &str = r#"{"error":[],"result":{
   "XETHZUSD":{"altname":"ETHUSD","wsname":"ETH/USD","base":"XETH","quote":"ZUSD","pair_decimals":2,"lot_decimals":8,"ordermin":"0.002","costmin":"0.5","tick_size":"0.01","status":"online"}
 }}"#;
 
+/// `FUZZ_HANDLER_TRACE=1` prints each request's Kraken calls and response to stderr, to
+/// see what an input does (`cargo fuzz run ... handler INPUT`).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("FUZZ_HANDLER_TRACE").is_some())
+}
+
 fn bit(byte: u8, n: u8) -> bool {
     byte >> n & 1 == 1
 }
@@ -180,7 +187,11 @@ impl World {
             let nonce: u64 = form_field(&call.body, "nonce")
                 .and_then(|n| n.parse().ok())
                 .expect("a private call carries a nonce");
-            assert!(nonce > self.last_nonce, "nonce {nonce} after {}", self.last_nonce);
+            assert!(
+                nonce > self.last_nonce,
+                "nonce {nonce} after {}",
+                self.last_nonce
+            );
             self.last_nonce = nonce;
             let key = call.headers.iter().find(|(k, _)| k == "api-key");
             assert_eq!(key.map(|(_, v)| v.as_str()), Some(API_KEY));
@@ -226,9 +237,7 @@ impl World {
             };
             match fate {
                 Fate::Placed => run.placed = true,
-                Fate::MayExist => run
-                    .may_exist
-                    .push(run.last_now + ORDER_DEADLINE_MS * 1_000),
+                Fate::MayExist => run.may_exist.push(run.last_now + ORDER_DEADLINE_MS * 1_000),
                 Fate::Refused => {}
             }
         }
@@ -251,6 +260,17 @@ impl World {
             && choice % LOOKUPS == 1
         {
             run.placed = true;
+        }
+        if trace() {
+            let shown = match &answer {
+                Transport::Reply { status, body } => {
+                    format!("{status} {}", String::from_utf8_lossy(body))
+                }
+                other => format!("{other:?}"),
+            };
+            let shown: String = shown.split_whitespace().collect::<Vec<_>>().join(" ");
+            let shown: String = shown.chars().take(160).collect();
+            eprintln!("  {} after {elapsed_ms} ms: {shown}", call.kraken_method);
         }
         (answer, elapsed_ms * 1_000)
     }
@@ -342,9 +362,15 @@ const LOOKUPS: usize = 8;
 
 /// `OpenOrders` / `ClosedOrders`: 0 and 2 say "absent", 1 "found", the rest fail.
 fn lookup(list: &str, choice: usize, cl_ord_id: &str) -> Transport {
-    let count = if list == "closed" { r#","count":1"# } else { "" };
+    let count = if list == "closed" {
+        r#","count":1"#
+    } else {
+        ""
+    };
     match choice % LOOKUPS {
-        0 => ok(&format!(r#"{{"error":[],"result":{{"{list}":{{}}{count}}}}}"#)),
+        0 => ok(&format!(
+            r#"{{"error":[],"result":{{"{list}":{{}}{count}}}}}"#
+        )),
         1 => ok(&format!(
             r#"{{"error":[],"result":{{"{list}":{{"OFUZZ1-AAAAA-BBBBBB":{{"cl_ord_id":"{cl_ord_id}","status":"{}","descr":{{"order":"buy 1.25000000 XBTUSD @ limit 37500.0","close":""}}}}}}{count}}}}}"#,
             if list == "open" { "open" } else { "closed" }
@@ -364,16 +390,22 @@ fn add_order(choice: usize, validate: bool) -> (Transport, Fate) {
     use Fate::*;
     match choice {
         0 if validate => (
-            ok(r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#),
+            ok(
+                r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#,
+            ),
             Refused,
         ),
         0 => (
-            ok(r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"},"txid":["OFUZZA-BBBBB-CCCCCC"]}}"#),
+            ok(
+                r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"},"txid":["OFUZZA-BBBBB-CCCCCC"]}}"#,
+            ),
             Placed,
         ),
         // `descr` without `txid` on a real order: Kraken never says that; the order may exist.
         1 => (
-            ok(r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#),
+            ok(
+                r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"}}}"#,
+            ),
             MayExist,
         ),
         2 => (ok(r#"{"error":["EOrder:Insufficient funds"]}"#), Refused),
@@ -387,10 +419,16 @@ fn add_order(choice: usize, validate: bool) -> (Transport, Fate) {
         9 => (Transport::NotSent("connection refused".into()), Refused),
         10 => (ok("<html>maintenance</html>"), MayExist),
         11 => (ok(r#"{"error":[],"result":{}}"#), MayExist),
-        12 => (ok(r#"{"error":["EGeneral:Invalid arguments:volume"]}"#), Refused),
+        12 => (
+            ok(r#"{"error":["EGeneral:Invalid arguments:volume"]}"#),
+            Refused,
+        ),
         13 => (ok(r#"{"error":["EQuery:Unknown asset pair"]}"#), Refused),
         14 => (ok(r#"{"error":["EService:Busy"]}"#), MayExist),
-        _ => (ok(r#"{"error":["EService:Market in cancel_only mode"]}"#), Refused),
+        _ => (
+            ok(r#"{"error":["EService:Market in cancel_only mode"]}"#),
+            Refused,
+        ),
     }
 }
 
@@ -515,9 +553,22 @@ fn splice_secret(body: &mut Vec<u8>) {
 fn check(done: &Done, request_id: &str, run: &Run, started: u64, finished: u64) {
     let r = &done.response;
     let body = String::from_utf8_lossy(&r.body);
-    assert!(STATUSES.contains(&r.status), "undocumented status {}", r.status);
+    if trace() {
+        eprintln!("{request_id}: {} {body}", r.status);
+        for line in &done.log {
+            eprintln!("  audit: {}", line.text);
+        }
+    }
+    assert!(
+        STATUSES.contains(&r.status),
+        "undocumented status {}",
+        r.status
+    );
     if let Err(e) = serde_json::from_slice::<serde_json::Value>(&r.body) {
-        panic!("status {} with a body that is not JSON ({e}): {body}", r.status);
+        panic!(
+            "status {} with a body that is not JSON ({e}): {body}",
+            r.status
+        );
     }
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("x-request-id"), Some(request_id));
@@ -527,11 +578,19 @@ fn check(done: &Done, request_id: &str, run: &Run, started: u64, finished: u64) 
             assert!(!value.contains(secret), "a secret in header {name}");
         }
         for line in &done.log {
-            assert!(!line.text.contains(secret), "a secret in the audit line {}", line.text);
+            assert!(
+                !line.text.contains(secret),
+                "a secret in the audit line {}",
+                line.text
+            );
         }
     }
     for line in &done.log {
-        assert!(!line.text.contains('\n'), "audit line on two lines: {}", line.text);
+        assert!(
+            !line.text.contains('\n'),
+            "audit line on two lines: {}",
+            line.text
+        );
         let v: serde_json::Value = serde_json::from_str(&line.text)
             .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {}", line.text));
         assert!(v.is_object(), "audit line is not an object: {}", line.text);
@@ -577,8 +636,15 @@ fuzz_target!(|data: &[u8]| {
     if bit(scenario, 7) {
         // Pairs cached an hour ago minus a minute, without SOLUSD: a SOLUSD alert refreshes.
         let pairs = Pairs::from_asset_pairs(ASSET_PAIRS.as_bytes()).expect("fixture");
-        let kept = Pairs(pairs.0.into_iter().filter(|p| p.altname != "SOLUSD").collect());
-        let mut cache = format!(r#"{{"fetched_at":{},"pairs":"#, NOW / 1_000_000 - 3_540).into_bytes();
+        let kept = Pairs(
+            pairs
+                .0
+                .into_iter()
+                .filter(|p| p.altname != "SOLUSD")
+                .collect(),
+        );
+        let mut cache =
+            format!(r#"{{"fetched_at":{},"pairs":"#, NOW / 1_000_000 - 3_540).into_bytes();
         cache.extend_from_slice(&kept.encode());
         cache.push(b'}');
         world.store.insert(PAIRS_KEY.to_string(), cache);

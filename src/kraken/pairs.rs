@@ -75,7 +75,8 @@ impl Pairs {
                     _ => None,
                 }
             };
-            let int = |k: &str| p[k].as_u64().map(|n| n as u32);
+            // A precision no exact decimal can hold leaves the pair out, never a panic.
+            let int = |k: &str| p[k].as_u64().filter(|n| *n <= 28).map(|n| n as u32);
             let (Some(pair_decimals), Some(lot_decimals)) =
                 (int("pair_decimals"), int("lot_decimals"))
             else {
@@ -236,6 +237,9 @@ pub(crate) mod tests {
         assert_eq!(xbt.ordermin, Decimal::from_str("0.00005").unwrap());
         assert_eq!(Pairs::decode(&p.encode()), Some(p.clone()));
         assert!(Pairs::from_asset_pairs(br#"{"error":["EGeneral:Internal error"]}"#).is_err());
+        // A malformed pair (found by reading the fuzz results) is skipped, not a panic.
+        let odd = br#"{"error":[],"result":{"X":{"altname":"X","wsname":"A/B","pair_decimals":40,"lot_decimals":8}}}"#;
+        assert_eq!(Pairs::from_asset_pairs(odd).unwrap().0.len(), 0);
     }
 
     #[test]

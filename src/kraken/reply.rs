@@ -269,7 +269,10 @@ pub fn free_balances(
         let entry = &result[asset];
         let balance = decimal(&entry["balance"]).unwrap_or_default();
         let hold = decimal(&entry["hold_trade"]).unwrap_or_default();
-        (balance - hold).max(rust_decimal::Decimal::ZERO)
+        balance
+            .checked_sub(hold)
+            .unwrap_or_default()
+            .max(rust_decimal::Decimal::ZERO)
     };
     Ok((free(base), free(quote)))
 }
