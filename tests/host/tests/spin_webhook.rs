@@ -596,3 +596,31 @@ fn allowed_ips_use_spins_client_address_and_fail_closed() {
     assert_eq!(ex.status, 403);
     assert_eq!(sim.orders().len(), 1);
 }
+
+#[test]
+fn rate_limit_answers_429_with_retry_after() {
+    let sim = sim();
+    let host = spin_host(&sim, &[("rate_limit_per_minute", "2")]);
+    let alert = |i: usize| {
+        limit_alert(WEBHOOK_SECRET).replace(r#""side""#, &format!(r#""id":"rl-{i}","side""#))
+    };
+    // A minute boundary between the requests would reset the count: retry once if so.
+    for attempt in 0..2 {
+        let answers: Vec<_> = (0..3)
+            .map(|i| send(&host, post(alert(attempt * 10 + i), &[])))
+            .collect();
+        if answers[2].status == 200 {
+            continue;
+        }
+        assert_eq!(answers[0].status, 200);
+        assert_eq!(answers[1].status, 200);
+        assert_eq!(
+            (answers[2].status, answers[2].json()),
+            (429, json!({"error":"rate_limited"}))
+        );
+        assert!(answers[2].header("retry-after").is_some());
+        assert_eq!(events(&answers[2]), ["rate_limited"]);
+        return;
+    }
+    panic!("the third alert of a minute was never refused");
+}
