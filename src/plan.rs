@@ -113,19 +113,13 @@ fn reference_price(alert: &Alert, pair: Option<&Pair>) -> Option<Decimal> {
         OrderType::StopLossLimit | OrderType::TakeProfitLimit => {
             (alert.price2.as_ref(), limit_toward(side))
         }
-        OrderType::Market | OrderType::TrailingStop | OrderType::TrailingStopLimit => {
-            (None, toward_none())
-        }
+        OrderType::Market | OrderType::TrailingStop | OrderType::TrailingStopLimit => return None,
     };
     let p = p.and_then(Price::absolute)?.value();
     Some(match pair {
         Some(pair) => price_to_tick(p, pair.tick_size, pair.pair_decimals, toward),
         None => p,
     })
-}
-
-fn toward_none() -> Toward {
-    Toward::Down
 }
 
 /// What must be fetched for this alert.

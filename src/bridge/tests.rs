@@ -1254,3 +1254,17 @@ fn a_claim_taken_over_in_the_same_instant_backs_off() {
     assert_eq!(body(&d)["status"], "duplicate");
     assert_eq!(body(&d)["outcome"], "in_flight");
 }
+
+#[test]
+fn the_comment_is_kept_in_the_audit_event_only() {
+    let b = LIMIT.replace(r#""symbol""#, r#""comment":"entry long #7","symbol""#);
+    let (d, _) = {
+        let mut w = World::with_replies([reply(PLACED)]);
+        let d = w.send(config(&[]), &b);
+        (d, w)
+    };
+    assert_eq!(body(&d)["status"], "placed");
+    assert!(!String::from_utf8_lossy(&d.response.body).contains("entry long"));
+    let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
+    assert_eq!(line["comment"], "entry long #7");
+}
