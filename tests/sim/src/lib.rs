@@ -5,9 +5,13 @@
 //! (`API-Key`, `API-Sign`, nonces), validates `AddOrder` with Kraken's rules
 //! and error strings, books and fills orders against a small pair table, and
 //! can inject faults (delays, dropped connections, HTTP errors, Kraken errors)
-//! per request.
+//! per request. With a [`RateTier`] set it also enforces Kraken's REST rate
+//! counter per API key (off by default).
 //!
-//! - [`model`]: the exchange itself, with no I/O.
+//! - [`model`]: the exchange itself, with no I/O: accounts, the REST rate
+//!   counter ([`RateTier`], [`model::rest_cost`]), `AddOrder` checks, orders,
+//!   faults and the request log ([`RequestRecord`], including how each body
+//!   was framed).
 //! - [`server`]: the HTTP front ([`Sim`]) on its own runtime and thread.
 //! - [`sign`]: `API-Sign` computation and verification.
 //! - [`params`]: form/JSON body decoding.
@@ -31,7 +35,7 @@ pub mod sign;
 pub mod time;
 
 pub use model::{
-    Account, BookedOrder, Exchange, Fault, FaultKind, OrderStatus, Pair, RequestRecord,
+    Account, BookedOrder, Exchange, Fault, FaultKind, OrderStatus, Pair, RateTier, RequestRecord,
 };
 pub use params::Params;
 pub use server::{Sim, SimOptions};

@@ -1,6 +1,11 @@
 //! Host-free model of Kraken's spot exchange: accounts, pairs, tickers,
-//! request authentication, `AddOrder` checks, order book-keeping, fault
-//! injection and the request log.
+//! request authentication, the REST rate counter, `AddOrder` checks, order
+//! book-keeping, fault injection and the request log.
+//!
+//! The REST rate counter is off by default; [`Exchange::set_rate_tier`] turns
+//! it on (see [`RateTier`] and [`rest_cost`] for Kraken's rules). It decays
+//! with the same `now` the requests are handled at, so tests drive it
+//! deterministically by choosing `now`.
 //!
 //! Nothing here does I/O or reads a clock: the HTTP front hands each request
 //! and the current Unix time (`now`, seconds) to [`Exchange::private`] or
@@ -18,13 +23,14 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Private methods served under `POST /0/private/<Method>`.
-pub const PRIVATE_METHODS: [&str; 8] = [
+pub const PRIVATE_METHODS: [&str; 9] = [
     "AddOrder",
     "Balance",
     "BalanceEx",
     "OpenOrders",
     "ClosedOrders",
     "QueryOrders",
+    "TradesHistory",
     "CancelAll",
     "CancelOrder",
 ];
@@ -48,8 +54,13 @@ pub const ORDER_TYPES: [&str; 10] = [
 
 const OFLAGS: [&str; 5] = ["post", "fcib", "fciq", "nompp", "viqc"];
 
-/// Page size of `ClosedOrders`.
+/// Page size of `ClosedOrders` and `TradesHistory`.
 const CLOSED_PAGE: usize = 50;
+
+/// Slack when comparing the REST counter with its maximum, so that float
+/// rounding of `now` (about 2.4e-7 s at today's Unix times) and of the decay
+/// rates cannot refuse a call that Kraken's arithmetic would allow.
+const RATE_EPSILON: f64 = 1e-6;
 
 // ---------------------------------------------------------------------------
 // Accounts
@@ -137,6 +148,8 @@ pub struct AccountState {
     pub last_nonce: u64,
     /// Balances by asset id, including funds held by open orders.
     pub balances: BTreeMap<String, Decimal>,
+    /// The key's REST rate counter (stays at 0 while no tier is set).
+    pub rest: RestCounter,
 }
 
 impl fmt::Debug for AccountState {
@@ -145,7 +158,118 @@ impl fmt::Debug for AccountState {
             .field("api_key", &self.api_key)
             .field("last_nonce", &self.last_nonce)
             .field("balances", &self.balances)
+            .field("rest", &self.rest)
             .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// REST rate limit
+
+/// Kraken's REST rate-limit tiers (by account verification level).
+///
+/// Each API key has a counter starting at 0. Every private call adds
+/// [`rest_cost`] of its method; the counter decays continuously by
+/// [`RateTier::decay_per_sec`] and never goes below 0. A call that would take
+/// it above [`RateTier::max`] is refused with `EAPI:Rate limit exceeded` and
+/// adds nothing. Public endpoints are not counted.
+///
+/// Parses from and serializes as `starter`, `intermediate`, `pro`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateTier {
+    /// Max 15, decays 0.33 per second.
+    Starter,
+    /// Max 20, decays 0.5 per second.
+    Intermediate,
+    /// Max 20, decays 1 per second.
+    Pro,
+}
+
+impl RateTier {
+    /// Highest value the counter may reach.
+    pub fn max(self) -> f64 {
+        match self {
+            RateTier::Starter => 15.0,
+            RateTier::Intermediate | RateTier::Pro => 20.0,
+        }
+    }
+
+    /// How much the counter decreases per second.
+    pub fn decay_per_sec(self) -> f64 {
+        match self {
+            RateTier::Starter => 0.33,
+            RateTier::Intermediate => 0.5,
+            RateTier::Pro => 1.0,
+        }
+    }
+
+    /// `starter`, `intermediate` or `pro`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateTier::Starter => "starter",
+            RateTier::Intermediate => "intermediate",
+            RateTier::Pro => "pro",
+        }
+    }
+}
+
+impl fmt::Display for RateTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RateTier {
+    type Err = String;
+
+    /// `starter`, `intermediate` or `pro` (any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "starter" => Ok(RateTier::Starter),
+            "intermediate" => Ok(RateTier::Intermediate),
+            "pro" => Ok(RateTier::Pro),
+            _ => Err(format!(
+                "unknown rate tier {s:?} (starter, intermediate or pro)"
+            )),
+        }
+    }
+}
+
+/// What a private method adds to the REST counter: 2 for ledger and
+/// trade-history calls, 0 for the calls that go through the matching
+/// engine's own limiter (order placement, amendment and cancellation), 1 for
+/// every other private method.
+pub fn rest_cost(method: &str) -> u32 {
+    match method {
+        "Ledgers" | "QueryLedgers" | "TradesHistory" | "QueryTrades" => 2,
+        "AddOrder"
+        | "AddOrderBatch"
+        | "CancelOrder"
+        | "CancelOrderBatch"
+        | "CancelAll"
+        | "CancelAllOrdersAfter"
+        | "EditOrder"
+        | "AmendOrder" => 0,
+        _ => 1,
+    }
+}
+
+/// One key's REST counter: its value at time `at`; it has decayed since.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RestCounter {
+    /// Value at `at`.
+    pub value: f64,
+    /// Unix time, seconds, of the last update.
+    pub at: f64,
+}
+
+impl RestCounter {
+    /// The value at `now`, after decaying by `decay_per_sec` since `at` (a
+    /// `now` before `at` decays nothing).
+    pub fn level(&self, now: f64, decay_per_sec: f64) -> f64 {
+        let elapsed = (now - self.at).max(0.0);
+        (self.value - elapsed * decay_per_sec).max(0.0)
     }
 }
 
@@ -714,6 +838,10 @@ pub struct PrivateRequest<'a> {
     pub api_sign: Option<&'a str>,
     /// `Content-Type` header.
     pub content_type: Option<&'a str>,
+    /// `Content-Length` header, if present and a number.
+    pub content_length: Option<u64>,
+    /// Whether the body came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
     /// Raw body bytes.
     pub body: &'a [u8],
 }
@@ -735,6 +863,12 @@ impl Reply {
     /// `200 {"error":[error]}` (Kraken answers API errors with HTTP 200).
     pub fn error(error: &str) -> Self {
         Self::json(200, &json!({ "error": [error] }))
+    }
+
+    /// `200 {"error":["EAPI:Rate limit exceeded"],"result":{}}`, Kraken's
+    /// exact refusal by the REST counter.
+    pub fn rate_limited() -> Self {
+        Self::json(200, &json!({ "error": [e::RATE_LIMIT], "result": {} }))
     }
 
     /// Any JSON value.
@@ -838,6 +972,17 @@ pub struct RequestRecord {
     pub status: Option<u16>,
     /// Delay before the answer (fault `DelayAfterBook`).
     pub answer_delay_ms: u64,
+    /// `Content-Length` header of the request, if present and a number.
+    #[serde(default)]
+    pub content_length: Option<u64>,
+    /// Whether the request body was sent with `Transfer-Encoding: chunked`.
+    #[serde(default)]
+    pub chunked: bool,
+    /// The key's REST counter after this call (unchanged if the call was
+    /// refused or costs nothing); `None` when no rate tier is set or the call
+    /// did not pass authentication.
+    #[serde(default)]
+    pub rest_counter: Option<f64>,
 }
 
 impl RequestRecord {
@@ -857,8 +1002,26 @@ impl RequestRecord {
             fault: None,
             status: None,
             answer_delay_ms: 0,
+            content_length: None,
+            chunked: false,
+            rest_counter: None,
         }
     }
+}
+
+/// A Kraken-style id, `PXXXXX-XXXXX-XXXXXX` with prefix `P`, derived from
+/// `seed`.
+fn kraken_id(prefix: char, seed: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digest = Sha256::digest(seed);
+    let mut chars: Vec<char> = digest
+        .iter()
+        .take(16)
+        .map(|b| ALPHABET[(*b % 32) as usize] as char)
+        .collect();
+    chars.insert(0, prefix);
+    let s: String = chars.into_iter().collect();
+    format!("{}-{}-{}", &s[..6], &s[6..11], &s[11..17])
 }
 
 /// `(method, query)` of `/0/<scope>/<Method>?query`.
@@ -892,6 +1055,8 @@ pub struct Exchange {
     pub requests: Vec<RequestRecord>,
     txid_counter: u64,
     request_seq: u64,
+    rate_tier: Option<RateTier>,
+    rate_limited: u64,
 }
 
 type Res = Result<Value, String>;
@@ -912,6 +1077,7 @@ impl Exchange {
                     otp: a.otp.clone(),
                     last_nonce: 0,
                     balances: a.balances.clone(),
+                    rest: RestCounter::default(),
                 },
             );
         }
@@ -926,7 +1092,38 @@ impl Exchange {
             requests: Vec::new(),
             txid_counter: 0,
             request_seq: 0,
+            rate_tier: None,
+            rate_limited: 0,
         })
+    }
+
+    /// Turns the REST rate counter on with a tier's limits, or off (`None`,
+    /// the default: no call is ever refused by it). Every key's counter
+    /// restarts at 0.
+    pub fn set_rate_tier(&mut self, tier: Option<RateTier>) {
+        self.rate_tier = tier;
+        for a in self.accounts.values_mut() {
+            a.rest = RestCounter::default();
+        }
+    }
+
+    /// The tier in force, if any.
+    pub fn rate_tier(&self) -> Option<RateTier> {
+        self.rate_tier
+    }
+
+    /// A key's REST counter at `now` (0 for an unknown key or with no tier).
+    pub fn rest_counter(&self, api_key: &str, now: f64) -> f64 {
+        match (self.rate_tier, self.accounts.get(api_key)) {
+            (Some(tier), Some(a)) => a.rest.level(now, tier.decay_per_sec()),
+            _ => 0.0,
+        }
+    }
+
+    /// How many calls the REST counter refused (injected
+    /// [`FaultKind::RateLimit`] refusals are not counted).
+    pub fn rate_limited_count(&self) -> u64 {
+        self.rate_limited
     }
 
     /// The pair `name` designates (id, altname, wsname).
@@ -1024,18 +1221,9 @@ impl Exchange {
     }
 
     fn next_txid(&mut self) -> String {
-        const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         loop {
             self.txid_counter += 1;
-            let digest = Sha256::digest(format!("kraken-sim order {}", self.txid_counter));
-            let mut chars: Vec<char> = digest
-                .iter()
-                .take(16)
-                .map(|b| ALPHABET[(*b % 32) as usize] as char)
-                .collect();
-            chars.insert(0, 'O');
-            let s: String = chars.into_iter().collect();
-            let txid = format!("{}-{}-{}", &s[..6], &s[6..11], &s[11..17]);
+            let txid = kraken_id('O', &format!("kraken-sim order {}", self.txid_counter));
             if self.order(&txid).is_none() {
                 return txid;
             }
@@ -1075,6 +1263,8 @@ impl Exchange {
         rec.api_key = req.api_key.map(str::to_string);
         rec.params = params.clone();
         rec.fault = fault.clone();
+        rec.content_length = req.content_length;
+        rec.chunked = req.chunked;
 
         let outcome = match &fault {
             Some(FaultKind::HttpStatus { status, body }) => {
@@ -1142,8 +1332,32 @@ impl Exchange {
         let Some(nonce) = nonce else {
             return fail(rec, e::INVALID_NONCE);
         };
+        // The REST counter is applied here, once the key, signature, `otp`
+        // and nonce have all passed (Kraken checks the key and signature
+        // before anything else): a request that fails authentication, a
+        // replay included, is neither charged nor refused by the counter. A
+        // refusal, like the injected `RateLimit` fault at the same spot, does
+        // not consume the nonce and adds nothing to the counter.
+        let rate_limited = |rec: &mut RequestRecord| {
+            rec.errors = vec![e::RATE_LIMIT.to_string()];
+            Answer::Reply(Reply::rate_limited())
+        };
         if fault == Some(&FaultKind::RateLimit) {
-            return fail(rec, e::RATE_LIMIT);
+            return rate_limited(rec);
+        }
+        if let Some(tier) = self.rate_tier {
+            let level = account.rest.level(now, tier.decay_per_sec());
+            let cost = f64::from(rest_cost(method));
+            if cost > 0.0 && level + cost > tier.max() + RATE_EPSILON {
+                rec.rest_counter = Some(level);
+                self.rate_limited += 1;
+                return rate_limited(rec);
+            }
+            account.rest = RestCounter {
+                value: level + cost,
+                at: now.max(account.rest.at),
+            };
+            rec.rest_counter = Some(level + cost);
         }
         account.last_nonce = nonce;
         let key = account.api_key.clone();
@@ -1160,6 +1374,7 @@ impl Exchange {
             "OpenOrders" => self.open_orders(&key, params),
             "ClosedOrders" => self.closed_orders(&key, params),
             "QueryOrders" => self.query_orders(&key, params),
+            "TradesHistory" => self.trades_history(&key, params),
             "CancelOrder" => self.cancel_order(&key, params, now),
             "CancelAll" => Ok(self.cancel_all(&key, now)),
             _ => Err(e::UNKNOWN_METHOD.to_string()),
@@ -1724,6 +1939,75 @@ impl Exchange {
             }
         }
         Ok(Value::Object(out))
+    }
+
+    /// `TradesHistory`: one trade per executed order (the simulator fills
+    /// orders whole), newest first, 50 per page from `ofs`; `start` / `end`
+    /// bound the trade time (exclusive / inclusive, Unix seconds only).
+    fn trades_history(&self, key: &str, p: &Params) -> Res {
+        let bound = |name: &str| -> Result<Option<f64>, String> {
+            match p.get(name) {
+                None => Ok(None),
+                Some(v) => plain_decimal(v.trim())
+                    .and_then(|d| d.to_string().parse::<f64>().ok())
+                    .map(Some)
+                    .ok_or_else(|| e::invalid_arguments(name)),
+            }
+        };
+        let (start, end) = (bound("start")?, bound("end")?);
+        let ofs = match p.get("ofs") {
+            Some(o) => o
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| e::invalid_arguments("ofs"))?,
+            None => 0,
+        };
+        let mut fills: Vec<(usize, &BookedOrder)> = self
+            .orders
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.api_key == key && o.vol_exec > Decimal::ZERO)
+            .filter(|(_, o)| {
+                start.is_none_or(|s| o.closetm > s) && end.is_none_or(|e| o.closetm <= e)
+            })
+            .collect();
+        fills.sort_by(|a, b| b.1.closetm.total_cmp(&a.1.closetm).then(b.0.cmp(&a.0)));
+        let count = fills.len();
+        let trades: Map<String, Value> = fills
+            .into_iter()
+            .skip(ofs)
+            .take(CLOSED_PAGE)
+            .map(|(i, o)| {
+                let (pd, ld, cd) = self
+                    .pairs
+                    .iter()
+                    .find(|p| p.id == o.pair)
+                    .map_or((8, 8, 8), |p| {
+                        (p.pair_decimals, p.lot_decimals, p.cost_decimals)
+                    });
+                let trade = json!({
+                    "ordertxid": o.txid,
+                    "postxid": kraken_id('T', &format!("kraken-sim position {}", o.txid)),
+                    "pair": o.pair,
+                    "time": o.closetm,
+                    "type": o.side,
+                    "ordertype": o.ordertype,
+                    "price": fixed(o.avg_price, pd),
+                    "cost": fixed(o.cost, cd),
+                    "fee": fixed(o.fee, cd),
+                    "vol": fixed(o.vol_exec, ld),
+                    "margin": fixed(Decimal::ZERO, cd),
+                    "misc": "",
+                    "trade_id": i + 1,
+                    "maker": o.ordertype != "market",
+                });
+                (
+                    kraken_id('T', &format!("kraken-sim trade {}", o.txid)),
+                    trade,
+                )
+            })
+            .collect();
+        Ok(json!({ "trades": trades, "count": count }))
     }
 
     fn cancel(o: &mut BookedOrder, now: f64) {

@@ -19,6 +19,9 @@
 //!   - `POST /_sim/last-price` `{"pair":"XBTUSD","price":"67000.0"}`
 //!   - `POST /_sim/system-status` `{"status":"maintenance"}`
 //!   - `POST /_sim/fill` `{"txid":"…"}` fills an open order at its price
+//!   - `POST /_sim/rate-tier` `{"tier":"starter"}` (`intermediate`, `pro`,
+//!     or `null` for no limit) sets the REST rate tier; counters restart at 0
+//!   - `GET /_sim/rate` → `{"tier":…,"rate_limited":N,"counters":{key:level}}`
 //!
 //!   Successes answer `{"ok":true}`; bad input answers 400
 //!   `{"ok":false,"error":…}`; control calls are not logged as requests.
@@ -27,9 +30,15 @@
 //! Private requests are processed in their own task, so a request that the
 //! client abandons (timeout, closed connection) still reaches the exchange,
 //! as on the real one.
+//!
+//! Every logged request records how its body was framed (`Content-Length`
+//! header, `Transfer-Encoding: chunked`), read from the headers before the
+//! body is. With a [`RateTier`] set, private calls go through Kraken's REST
+//! rate counter, decayed with the wall clock.
 
 use crate::model::{
-    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, Reply, RequestRecord,
+    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, RateTier, Reply,
+    RequestRecord,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -63,6 +72,9 @@ pub struct SimOptions {
     pub log_requests: bool,
     /// Whether `validate=true` also checks funds (default true).
     pub validate_checks_funds: bool,
+    /// Kraken's REST rate counter with this tier's limits (default `None`:
+    /// no limit). [`Sim::reset`] returns to this tier.
+    pub rate_tier: Option<RateTier>,
 }
 
 impl Default for SimOptions {
@@ -72,6 +84,7 @@ impl Default for SimOptions {
             accounts: vec![Account::test_default()],
             log_requests: false,
             validate_checks_funds: true,
+            rate_tier: None,
         }
     }
 }
@@ -79,6 +92,7 @@ impl Default for SimOptions {
 fn build_exchange(options: &SimOptions) -> anyhow::Result<Exchange> {
     let mut ex = Exchange::new(&options.accounts)?;
     ex.validate_checks_funds = options.validate_checks_funds;
+    ex.set_rate_tier(options.rate_tier);
     Ok(ex)
 }
 
@@ -112,9 +126,12 @@ impl Shared {
         };
         let status = r.status.map_or("dropped".to_string(), |s| s.to_string());
         let fault = r.fault.map_or("-".to_string(), |f| format!("{f:?}"));
+        let rest = r
+            .rest_counter
+            .map_or("-".to_string(), |c| format!("{c:.2}"));
         eprintln!(
-            "kraken-sim: #{} {} {} sig={} status={} errors={:?} booked={:?} fault={}",
-            r.seq, r.http_method, r.path, sig, status, r.errors, r.booked, fault
+            "kraken-sim: #{} {} {} sig={} status={} errors={:?} booked={:?} fault={} rest={}",
+            r.seq, r.http_method, r.path, sig, status, r.errors, r.booked, fault, rest
         );
     }
 }
@@ -266,6 +283,28 @@ impl Sim {
         self.shared.lock().system_status = status.to_string();
     }
 
+    /// Sets the REST rate tier (`None`: no limit); every key's counter
+    /// restarts at 0. [`Sim::reset`] returns to [`SimOptions::rate_tier`].
+    pub fn set_rate_tier(&self, tier: Option<RateTier>) {
+        self.shared.lock().set_rate_tier(tier);
+    }
+
+    /// The REST rate tier in force.
+    pub fn rate_tier(&self) -> Option<RateTier> {
+        self.shared.lock().rate_tier()
+    }
+
+    /// A key's REST rate counter now (0 for an unknown key or with no tier).
+    pub fn rest_counter(&self, api_key: &str) -> f64 {
+        self.shared.lock().rest_counter(api_key, now())
+    }
+
+    /// How many private calls the REST counter refused since the start or
+    /// the last reset (injected [`FaultKind::RateLimit`] not included).
+    pub fn rate_limited_count(&self) -> u64 {
+        self.shared.lock().rate_limited_count()
+    }
+
     /// Fills an open order at its price (maker fee); false if there is no
     /// open order with this txid.
     pub fn fill_order(&self, txid: &str) -> bool {
@@ -357,11 +396,48 @@ struct Incoming0 {
     api_key: Option<String>,
     api_sign: Option<String>,
     content_type: Option<String>,
+    framing: Framing,
     body: Bytes,
+}
+
+/// How a request body was framed, from its headers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Framing {
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+impl Framing {
+    fn of(headers: &hyper::HeaderMap) -> Self {
+        let content_length = headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let chunked = headers
+            .get_all(hyper::header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        Self {
+            content_length,
+            chunked,
+        }
+    }
+
+    /// Writes the framing into the request just logged.
+    fn record(self, ex: &mut Exchange) {
+        if let Some(rec) = ex.requests.last_mut() {
+            rec.content_length = self.content_length;
+            rec.chunked = self.chunked;
+        }
+    }
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResult {
     let (parts, body) = req.into_parts();
+    // Read before the body, from the headers as the client sent them.
+    let framing = Framing::of(&parts.headers);
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => return Ok(response(Reply::text(413, "request body too large"))),
@@ -389,6 +465,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResult {
             api_key: header("api-key"),
             api_sign: header("api-sign"),
             content_type: header("content-type"),
+            framing,
             body,
         };
         // Own task: the exchange handles the request even if the client
@@ -407,6 +484,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResult {
             ex.record_other(&http_method, &path, 404, t);
             Reply::text(404, "not found")
         };
+        framing.record(&mut ex);
         (reply, ex.requests.last().cloned())
     };
     shared.log(rec);
@@ -425,6 +503,8 @@ async fn private(shared: Arc<Shared>, req: Incoming0) -> Option<Reply> {
         api_key: req.api_key.as_deref(),
         api_sign: req.api_sign.as_deref(),
         content_type: req.content_type.as_deref(),
+        content_length: req.framing.content_length,
+        chunked: req.framing.chunked,
         body: &req.body,
     };
     let (outcome, rec) = {
@@ -514,6 +594,34 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
             let v = parsed()?;
             shared.lock().system_status = field(&v, "status")?.to_string();
             Ok(ok_json())
+        }
+        ("POST", "/_sim/rate-tier") => {
+            let v = parsed()?;
+            let tier = match v.get("tier") {
+                None => return Err(bad_request("missing field \"tier\"")),
+                Some(Value::Null) => None,
+                Some(Value::String(t)) => Some(RateTier::from_str(t).map_err(|e| bad_request(&e))?),
+                Some(_) => return Err(bad_request("tier must be a string or null")),
+            };
+            shared.lock().set_rate_tier(tier);
+            Ok(ok_json())
+        }
+        ("GET", "/_sim/rate") => {
+            let t = now();
+            let ex = shared.lock();
+            let counters: serde_json::Map<String, Value> = ex
+                .accounts
+                .keys()
+                .map(|k| (k.clone(), json!(ex.rest_counter(k, t))))
+                .collect();
+            Ok(Reply::json(
+                200,
+                &json!({
+                    "tier": ex.rate_tier(),
+                    "rate_limited": ex.rate_limited_count(),
+                    "counters": counters,
+                }),
+            ))
         }
         ("POST", "/_sim/fill") => {
             let v = parsed()?;

@@ -56,6 +56,8 @@ impl Harness {
             api_key: key,
             api_sign: sig,
             content_type,
+            content_length: Some(body.len() as u64),
+            chunked: false,
             body,
         };
         self.ex.handle_private(&req, self.now)
@@ -71,8 +73,13 @@ impl Harness {
     fn err(&mut self, method: &str, fields: &[(&str, &str)]) -> String {
         let out = self.call(method, fields);
         let reply = out.reply().expect("answered");
-        assert!(reply.result().is_none(), "no result with an error");
         let errors = reply.errors();
+        // Kraken adds an empty `result` to its rate-limit refusal only.
+        if errors == [e::RATE_LIMIT] {
+            assert_eq!(reply.result(), Some(json!({})), "{}", reply.body);
+        } else {
+            assert!(reply.result().is_none(), "no result with an error");
+        }
         assert_eq!(errors.len(), 1, "{errors:?}");
         errors[0].clone()
     }
@@ -317,6 +324,8 @@ fn unknown_method_and_get() {
         api_key: Some(KEY),
         api_sign: None,
         content_type: None,
+        content_length: None,
+        chunked: false,
         body: b"",
     };
     let out = h.ex.handle_private(&req, NOW);
@@ -1383,6 +1392,372 @@ fn request_log_records_everything_but_the_signature() {
     let text = serde_json::to_string(r).unwrap();
     assert!(!text.contains(Account::TEST_API_SECRET));
     assert!(!text.to_ascii_lowercase().contains("api-sign"));
+}
+
+// -- REST rate counter -------------------------------------------------------------
+
+/// One refill of a starter counter: the seconds it takes to decay by 1.
+const STARTER_ONE: f64 = 1.0 / 0.33;
+
+fn counter(h: &Harness) -> f64 {
+    h.ex.rest_counter(KEY, h.now)
+}
+
+fn assert_near(got: f64, want: f64) {
+    assert!((got - want).abs() < 1e-6, "got {got}, want {want}");
+}
+
+#[test]
+fn rate_tiers_and_costs() {
+    assert_eq!(
+        (RateTier::Starter.max(), RateTier::Starter.decay_per_sec()),
+        (15.0, 0.33)
+    );
+    assert_eq!(
+        (
+            RateTier::Intermediate.max(),
+            RateTier::Intermediate.decay_per_sec()
+        ),
+        (20.0, 0.5)
+    );
+    assert_eq!(
+        (RateTier::Pro.max(), RateTier::Pro.decay_per_sec()),
+        (20.0, 1.0)
+    );
+    for t in [RateTier::Starter, RateTier::Intermediate, RateTier::Pro] {
+        assert_eq!(t.to_string().parse::<RateTier>(), Ok(t));
+        assert_eq!(serde_json::to_value(t).unwrap(), json!(t.name()));
+    }
+    assert_eq!("PRO".parse::<RateTier>(), Ok(RateTier::Pro));
+    assert!("gold".parse::<RateTier>().is_err());
+    for m in ["Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"] {
+        assert_eq!(rest_cost(m), 2, "{m}");
+    }
+    for m in [
+        "AddOrder",
+        "AddOrderBatch",
+        "CancelOrder",
+        "CancelOrderBatch",
+        "CancelAll",
+        "CancelAllOrdersAfter",
+        "EditOrder",
+        "AmendOrder",
+    ] {
+        assert_eq!(rest_cost(m), 0, "{m}");
+    }
+    for m in [
+        "Balance",
+        "BalanceEx",
+        "OpenOrders",
+        "ClosedOrders",
+        "QueryOrders",
+    ] {
+        assert_eq!(rest_cost(m), 1, "{m}");
+    }
+}
+
+#[test]
+fn no_tier_by_default_never_limits() {
+    let mut h = Harness::new();
+    assert_eq!(h.ex.rate_tier(), None);
+    for _ in 0..50 {
+        h.ok("Balance", &[]);
+        h.ok("TradesHistory", &[]);
+    }
+    assert_eq!(counter(&h), 0.0);
+    assert_eq!(h.ex.rate_limited_count(), 0);
+    assert_eq!(h.ex.requests.last().unwrap().rest_counter, None);
+}
+
+#[test]
+fn starter_allows_a_burst_of_15_then_one_per_refill() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    for i in 1..=15 {
+        h.ok("Balance", &[]);
+        assert_near(counter(&h), f64::from(i));
+    }
+    let nonce = h.ex.accounts[KEY].last_nonce;
+    let out = h.call("Balance", &[]);
+    let reply = out.reply().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        r#"{"error":["EAPI:Rate limit exceeded"],"result":{}}"#
+    );
+    assert_eq!(h.ex.accounts[KEY].last_nonce, nonce, "nonce not consumed");
+    assert_eq!(h.ex.rate_limited_count(), 1);
+    let rec = h.ex.requests.last().unwrap();
+    assert_eq!(rec.errors, vec![e::RATE_LIMIT]);
+    assert_near(rec.rest_counter.unwrap(), 15.0);
+    assert_near(counter(&h), 15.0);
+
+    // Not quite one refill later: 14.01 + 1 is still above 15.
+    h.now = NOW + 3.0;
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+    // One refill after the burst: exactly one more call.
+    h.now = NOW + STARTER_ONE;
+    assert_near(counter(&h), 14.0);
+    h.ok("Balance", &[]);
+    assert_near(counter(&h), 15.0);
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+    assert_eq!(h.ex.rate_limited_count(), 3);
+}
+
+#[test]
+fn refused_calls_add_nothing() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    for _ in 0..15 {
+        h.ok("Balance", &[]);
+    }
+    for _ in 0..10 {
+        assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+        assert_eq!(h.err("TradesHistory", &[]), e::RATE_LIMIT);
+    }
+    assert_near(counter(&h), 15.0);
+    assert_eq!(h.ex.rate_limited_count(), 20);
+    // Had the refusals counted, one refill would not be enough.
+    h.now = NOW + STARTER_ONE;
+    h.ok("Balance", &[]);
+}
+
+#[test]
+fn trades_history_costs_two() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    for _ in 0..13 {
+        h.ok("Balance", &[]);
+    }
+    h.ok("TradesHistory", &[]);
+    assert_near(counter(&h), 15.0);
+    assert_eq!(h.ex.requests.last().unwrap().rest_counter, Some(15.0));
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+
+    // At 14, a 1-point call fits and a 2-point one does not.
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    assert_eq!(counter(&h), 0.0, "a new tier restarts the counters");
+    for _ in 0..14 {
+        h.ok("Balance", &[]);
+    }
+    assert_eq!(h.err("TradesHistory", &[]), e::RATE_LIMIT);
+    assert_near(counter(&h), 14.0);
+    h.ok("OpenOrders", &[]);
+    assert_near(counter(&h), 15.0);
+}
+
+#[test]
+fn order_calls_are_never_counted_nor_refused() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    for _ in 0..15 {
+        h.ok("Balance", &[]);
+    }
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+    for _ in 0..20 {
+        let txid = h.add(&limit_buy());
+        h.ok("CancelOrder", &[("txid", &txid)]);
+    }
+    h.ok("CancelAll", &[]);
+    assert_near(counter(&h), 15.0);
+    assert_eq!(h.ex.rate_limited_count(), 1);
+    let rec = h.ex.requests.last().unwrap();
+    assert_near(rec.rest_counter.unwrap(), 15.0);
+}
+
+#[test]
+fn pro_decays_faster_than_intermediate_and_starter() {
+    for (tier, burst, wait_for_one) in [
+        (RateTier::Starter, 15, STARTER_ONE),
+        (RateTier::Intermediate, 20, 2.0),
+        (RateTier::Pro, 20, 1.0),
+    ] {
+        let mut h = Harness::new();
+        h.ex.set_rate_tier(Some(tier));
+        for _ in 0..burst {
+            h.ok("Balance", &[]);
+        }
+        assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT, "{tier}");
+        // One second frees a call on pro only.
+        h.now = NOW + 1.0;
+        assert_near(counter(&h), f64::from(burst) - tier.decay_per_sec());
+        if tier == RateTier::Pro {
+            h.ok("Balance", &[]);
+        } else {
+            assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT, "{tier}");
+            h.now = NOW + wait_for_one;
+            assert_near(counter(&h), f64::from(burst) - 1.0);
+            h.ok("Balance", &[]);
+        }
+        assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT, "{tier}");
+    }
+}
+
+#[test]
+fn counter_decays_to_zero_and_no_further() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    for _ in 0..5 {
+        h.ok("Balance", &[]);
+    }
+    h.now = NOW + 1_000.0;
+    assert_eq!(counter(&h), 0.0);
+    for _ in 0..15 {
+        h.ok("Balance", &[]);
+    }
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+    // A clock that steps back decays nothing and charges as usual.
+    h.now = NOW;
+    assert_near(counter(&h), 15.0);
+}
+
+#[test]
+fn only_authenticated_calls_are_charged() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    let body = b"nonce=5";
+    let bad_sig = h.raw("/0/private/Balance", Some(KEY), Some("AAAA"), None, body);
+    assert_eq!(
+        bad_sig.reply().unwrap().errors(),
+        vec![e::INVALID_SIGNATURE]
+    );
+    let no_key = h.raw("/0/private/Balance", Some("nope"), Some("AAAA"), None, body);
+    assert_eq!(no_key.reply().unwrap().errors(), vec![e::INVALID_KEY]);
+    assert_eq!(h.err("Nope", &[]), e::UNKNOWN_METHOD);
+    assert_eq!(counter(&h), 0.0);
+    assert_eq!(h.ex.requests.last().unwrap().rest_counter, None);
+
+    for _ in 0..15 {
+        h.ok("Balance", &[]);
+    }
+    // At the limit, a replayed nonce is still answered as a bad nonce.
+    h.nonce -= 1;
+    assert_eq!(h.err("Balance", &[]), e::INVALID_NONCE);
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+    assert_eq!(h.ex.rate_limited_count(), 1);
+}
+
+#[test]
+fn counters_are_per_key() {
+    let other = Account::new("second-key", Account::TEST_API_SECRET);
+    let mut h = Harness::new();
+    h.ex = Exchange::new(&[Account::test_default(), other]).unwrap();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    for _ in 0..15 {
+        h.ok("Balance", &[]);
+    }
+    assert_eq!(h.err("Balance", &[]), e::RATE_LIMIT);
+    let nonce = "1";
+    let body = form_encode(&[("nonce", nonce)]);
+    let sig = sign::sign(
+        &Harness::secret(),
+        "/0/private/Balance",
+        nonce,
+        body.as_bytes(),
+    );
+    let out = h.raw(
+        "/0/private/Balance",
+        Some("second-key"),
+        Some(&sig),
+        None,
+        body.as_bytes(),
+    );
+    assert_eq!(out.reply().unwrap().errors(), Vec::<String>::new());
+    assert_near(h.ex.rest_counter("second-key", h.now), 1.0);
+    assert_near(counter(&h), 15.0);
+    assert_eq!(h.ex.rest_counter("unknown", h.now), 0.0);
+}
+
+#[test]
+fn injected_rate_limit_fault_still_works_with_a_tier() {
+    let mut h = Harness::new();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    h.ex.push_fault(Fault::on("Balance", FaultKind::RateLimit));
+    let out = h.call("Balance", &[]);
+    assert_eq!(
+        out.reply().unwrap().body,
+        r#"{"error":["EAPI:Rate limit exceeded"],"result":{}}"#
+    );
+    assert_eq!(h.ex.accounts[KEY].last_nonce, 0);
+    assert_eq!(counter(&h), 0.0, "an injected refusal adds nothing");
+    assert_eq!(h.ex.rate_limited_count(), 0, "only counter refusals count");
+    h.ok("Balance", &[]);
+    assert_near(counter(&h), 1.0);
+}
+
+#[test]
+fn trades_history_lists_fills() {
+    let mut h = Harness::new();
+    let r = h.ok("TradesHistory", &[]);
+    assert_eq!(r, json!({"trades": {}, "count": 0}));
+    let market = h.add(&[
+        ("pair", "XBTUSD"),
+        ("type", "buy"),
+        ("ordertype", "market"),
+        ("volume", "0.01"),
+    ]);
+    let limit = h.add(&limit_buy());
+    h.add(&limit_buy()); // stays open: no trade
+    assert!(h.ex.fill_order(&limit, NOW + 5.0));
+    let r = h.ok("TradesHistory", &[]);
+    assert_eq!(r["count"], 2);
+    let trades: Vec<&Value> = r["trades"].as_object().unwrap().values().collect();
+    let by_order = |txid: &str| {
+        *trades
+            .iter()
+            .find(|t| t["ordertxid"] == txid)
+            .expect("trade of the order")
+    };
+    let t = by_order(&market);
+    assert_eq!(t["pair"], "XXBTZUSD");
+    assert_eq!(t["type"], "buy");
+    assert_eq!(t["ordertype"], "market");
+    assert_eq!(t["price"], "67000.0");
+    assert_eq!(t["vol"], "0.01000000");
+    assert_eq!(t["cost"], "670.00000");
+    assert_eq!(t["fee"], "2.68000");
+    assert_eq!(t["maker"], false);
+    let t = by_order(&limit);
+    assert_eq!(t["maker"], true);
+    assert_eq!(t["time"], NOW + 5.0);
+    for id in r["trades"].as_object().unwrap().keys() {
+        assert!(id.starts_with('T') && id.len() == 19, "{id}");
+    }
+    let start = (NOW + 1.0).to_string();
+    assert_eq!(h.ok("TradesHistory", &[("start", &start)])["count"], 1);
+    assert_eq!(
+        h.ok("TradesHistory", &[("ofs", "1")])["trades"]
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.err("TradesHistory", &[("start", "yesterday")]),
+        "EGeneral:Invalid arguments:start"
+    );
+}
+
+#[test]
+fn request_log_records_framing() {
+    let mut h = Harness::new();
+    h.ok("Balance", &[]);
+    let rec = h.ex.requests.last().unwrap();
+    assert_eq!(rec.content_length, Some(10));
+    assert!(!rec.chunked);
+    let req = PrivateRequest {
+        http_method: "POST",
+        path: "/0/private/Balance",
+        api_key: Some(KEY),
+        api_sign: None,
+        content_type: None,
+        content_length: None,
+        chunked: true,
+        body: b"",
+    };
+    h.ex.handle_private(&req, NOW);
+    let rec = h.ex.requests.last().unwrap();
+    assert_eq!((rec.content_length, rec.chunked), (None, true));
 }
 
 // -- public ------------------------------------------------------------------------
