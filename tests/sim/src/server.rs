@@ -34,7 +34,9 @@
 //! Every logged request records how its body was framed (`Content-Length`
 //! header, `Transfer-Encoding: chunked`), read from the headers before the
 //! body is. With a [`RateTier`] set, private calls go through Kraken's REST
-//! rate counter, decayed with the wall clock.
+//! rate counter, decayed with the simulator's clock: the wall clock, unless a
+//! test freezes it ([`Sim::freeze_clock`]) and moves it
+//! ([`Sim::advance_clock`]) to make the decay deterministic.
 
 use crate::model::{
     Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, RateTier, Reply,
@@ -98,12 +100,22 @@ fn build_exchange(options: &SimOptions) -> anyhow::Result<Exchange> {
 
 struct Shared {
     exchange: Mutex<Exchange>,
+    clock: Mutex<Clock>,
     options: SimOptions,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Exchange> {
         self.exchange.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn clock(&self) -> MutexGuard<'_, Clock> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `now` handed to the exchange, Unix seconds.
+    fn now(&self) -> f64 {
+        self.clock().now()
     }
 
     fn primary_key(&self) -> String {
@@ -136,10 +148,24 @@ impl Shared {
     }
 }
 
-fn now() -> f64 {
+fn wall_clock() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The simulator's clock: the wall clock, or a frozen instant, plus an
+/// offset (see [`Sim::freeze_clock`], [`Sim::advance_clock`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Clock {
+    frozen: Option<f64>,
+    offset: f64,
+}
+
+impl Clock {
+    fn now(&self) -> f64 {
+        self.frozen.unwrap_or_else(wall_clock) + self.offset
+    }
 }
 
 /// A running simulator. Stops (and frees its port) when dropped.
@@ -175,6 +201,7 @@ impl Sim {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             exchange: Mutex::new(exchange),
+            clock: Mutex::new(Clock::default()),
             options,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -296,7 +323,8 @@ impl Sim {
 
     /// A key's REST rate counter now (0 for an unknown key or with no tier).
     pub fn rest_counter(&self, api_key: &str) -> f64 {
-        self.shared.lock().rest_counter(api_key, now())
+        let t = self.shared.now();
+        self.shared.lock().rest_counter(api_key, t)
     }
 
     /// How many private calls the REST counter refused since the start or
@@ -308,14 +336,38 @@ impl Sim {
     /// Fills an open order at its price (maker fee); false if there is no
     /// open order with this txid.
     pub fn fill_order(&self, txid: &str) -> bool {
-        self.shared.lock().fill_order(txid, now())
+        let t = self.shared.now();
+        self.shared.lock().fill_order(txid, t)
     }
 
     /// Back to the initial state: balances, nonces, orders, log, faults,
-    /// pairs and prices.
+    /// pairs, prices, rate tier and counters, and the wall clock.
     pub fn reset(&self) {
         let fresh = build_exchange(&self.shared.options).expect("options were valid at start");
         *self.shared.lock() = fresh;
+        *self.shared.clock() = Clock::default();
+    }
+
+    /// The simulator's current time, Unix seconds: what the exchange sees
+    /// (order times, `Time`, the REST counter's decay).
+    pub fn now(&self) -> f64 {
+        self.shared.now()
+    }
+
+    /// Stops the simulator's clock at its current time, so that tests over
+    /// HTTP see no time pass between requests (the REST counter does not
+    /// decay) until [`Sim::advance_clock`] moves it.
+    pub fn freeze_clock(&self) {
+        let mut c = self.shared.clock();
+        if c.frozen.is_none() {
+            c.frozen = Some(wall_clock());
+        }
+    }
+
+    /// Moves the simulator's clock forward by `secs` (frozen or not),
+    /// e.g. to let the REST counter decay without sleeping.
+    pub fn advance_clock(&self, secs: f64) {
+        self.shared.clock().offset += secs;
     }
 
     /// Runs `f` on the exchange state, for anything the helpers do not cover.
@@ -475,7 +527,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResult {
             _ => Err(DropConnection),
         };
     }
-    let t = now();
+    let t = shared.now();
     let (reply, rec) = {
         let mut ex = shared.lock();
         let reply = if path.starts_with("/0/public/") {
@@ -509,7 +561,7 @@ async fn private(shared: Arc<Shared>, req: Incoming0) -> Option<Reply> {
     };
     let (outcome, rec) = {
         let mut ex = shared.lock();
-        let outcome = ex.private(&preq, now(), fault);
+        let outcome = ex.private(&preq, shared.now(), fault);
         (outcome, ex.requests.last().cloned())
     };
     shared.log(rec);
@@ -552,6 +604,7 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
         ("POST", "/_sim/reset") => {
             let fresh = build_exchange(&shared.options).map_err(|e| bad_request(&e.to_string()))?;
             *shared.lock() = fresh;
+            *shared.clock() = Clock::default();
             Ok(ok_json())
         }
         ("POST", "/_sim/balance") => {
@@ -607,7 +660,7 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
             Ok(ok_json())
         }
         ("GET", "/_sim/rate") => {
-            let t = now();
+            let t = shared.now();
             let ex = shared.lock();
             let counters: serde_json::Map<String, Value> = ex
                 .accounts
@@ -625,7 +678,8 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
         }
         ("POST", "/_sim/fill") => {
             let v = parsed()?;
-            if shared.lock().fill_order(field(&v, "txid")?, now()) {
+            let t = shared.now();
+            if shared.lock().fill_order(field(&v, "txid")?, t) {
                 Ok(ok_json())
             } else {
                 Err(bad_request("no open order with this txid"))
