@@ -2,7 +2,7 @@
 //! HTTP/1.1 client on `std::net::TcpStream`.
 
 use kraken_sim::params::form_encode;
-use kraken_sim::{sign, Account, Fault, FaultKind, OrderStatus, Sim, SimOptions};
+use kraken_sim::{sign, Account, Fault, FaultKind, OrderStatus, RateTier, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -60,8 +60,6 @@ fn http(
     body: &[u8],
     timeout: Duration,
 ) -> Got {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(timeout)).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -70,8 +68,17 @@ fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    let mut raw = req.into_bytes();
+    raw.extend_from_slice(body);
+    http_raw(addr, &raw, timeout)
+}
+
+/// Writes `raw` (a whole HTTP/1.1 request, framed by the caller) and reads
+/// the answer until the server closes the connection.
+fn http_raw(addr: SocketAddr, raw: &[u8], timeout: Duration) -> Got {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(raw).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -711,6 +718,182 @@ fn fault_for_another_method_waits_its_turn() {
             .len(),
         1
     );
+}
+
+// -- body framing -------------------------------------------------------------------------
+
+#[test]
+fn body_framing_is_recorded() {
+    let (sim, mut c) = start();
+    // Content-Length framing (the test client's default).
+    let s = c.signed("Balance", &[]);
+    c.send(&s).reply().result();
+    let first_len = s.body.len();
+    let rec = sim.requests().pop().unwrap();
+    assert_eq!(rec.content_length, Some(first_len as u64));
+    assert!(!rec.chunked);
+
+    // Chunked framing, the body in two chunks and no Content-Length.
+    let s = c.signed("Balance", &[]);
+    let (a, b) = s.body.split_at(s.body.len() / 2);
+    let raw = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAPI-Key: {}\r\nAPI-Sign: {}\r\n\
+         Content-Type: {}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        s.path,
+        c.addr,
+        c.key,
+        s.sign,
+        s.content_type,
+        a.len(),
+        b.len(),
+    );
+    let r = http_raw(c.addr, raw.as_bytes(), T).reply();
+    assert_eq!(r.status, 200);
+    assert!(r.result()["ZUSD"].is_string(), "the whole body was signed");
+    let rec = sim.requests().pop().unwrap();
+    assert_eq!(rec.method.as_deref(), Some("Balance"));
+    assert_eq!(rec.signature_valid, Some(true));
+    assert_eq!(rec.content_length, None);
+    assert!(rec.chunked);
+
+    // Public and unknown paths are recorded the same way.
+    c.get("/0/public/Time").result();
+    let rec = sim.requests().pop().unwrap();
+    assert_eq!(
+        (rec.scope.as_str(), rec.content_length, rec.chunked),
+        ("public", Some(0), false)
+    );
+    let raw = format!(
+        "POST /nowhere HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nabc\r\n0\r\n\r\n",
+        c.addr
+    );
+    assert_eq!(http_raw(c.addr, raw.as_bytes(), T).reply().status, 404);
+    let rec = sim.requests().pop().unwrap();
+    assert_eq!(
+        (rec.scope.as_str(), rec.content_length, rec.chunked),
+        ("other", None, true)
+    );
+    // And served by the request log.
+    let list = c.get("/_sim/requests").json();
+    assert_eq!(list[0]["content_length"], json!(first_len));
+    assert_eq!(list[0]["chunked"], false);
+    assert_eq!(list[1]["content_length"], Value::Null);
+    assert_eq!(list[1]["chunked"], true);
+}
+
+// -- REST rate counter ----------------------------------------------------------------------
+
+const RATE_LIMITED: &str = r#"{"error":["EAPI:Rate limit exceeded"],"result":{}}"#;
+
+fn assert_near(got: f64, want: f64) {
+    assert!((got - want).abs() < 1e-6, "got {got}, want {want}");
+}
+
+#[test]
+fn starter_rest_counter_over_http() {
+    let sim = Sim::start(SimOptions {
+        rate_tier: Some(RateTier::Starter),
+        ..SimOptions::default()
+    });
+    sim.freeze_clock();
+    let mut c = Client::new(&sim);
+    let key = c.key.clone();
+    for _ in 0..15 {
+        c.call("Balance", &[]).result();
+    }
+    assert_near(sim.rest_counter(&key), 15.0);
+    let r = c.call("Balance", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, RATE_LIMITED));
+    assert_eq!(sim.rate_limited_count(), 1);
+    assert_near(sim.rest_counter(&key), 15.0);
+
+    // Orders are placed and cancelled whatever the counter says.
+    let txid = c.call("AddOrder", &LIMIT).result()["txid"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.call("CancelOrder", &[("txid", &txid)]).result();
+    assert_near(sim.rest_counter(&key), 15.0);
+
+    // One refill: one more call, then refused again.
+    sim.advance_clock(1.0 / 0.33);
+    c.call("Balance", &[]).result();
+    assert_eq!(c.call("Balance", &[]).body, RATE_LIMITED);
+
+    // TradesHistory costs 2.
+    sim.advance_clock(2.0 / 0.33);
+    assert_near(sim.rest_counter(&key), 13.0);
+    c.call("TradesHistory", &[]).result();
+    assert_near(sim.rest_counter(&key), 15.0);
+    assert_eq!(c.call("OpenOrders", &[]).body, RATE_LIMITED);
+    assert_eq!(sim.rate_limited_count(), 3);
+
+    let rate = c.get("/_sim/rate").json();
+    assert_eq!(rate["tier"], "starter");
+    assert_eq!(rate["rate_limited"], 3);
+    assert!((rate["counters"][&key].as_f64().unwrap() - 15.0).abs() < 1e-6);
+    let log = sim.requests();
+    assert_eq!(log.last().unwrap().errors, vec!["EAPI:Rate limit exceeded"]);
+    assert!(log.iter().all(|r| r.rest_counter.is_some()));
+}
+
+#[test]
+fn rate_tier_set_at_run_time() {
+    let (sim, mut c) = start();
+    let key = c.key.clone();
+    assert_eq!(sim.rate_tier(), None);
+    for _ in 0..30 {
+        c.call("Balance", &[]).result();
+    }
+    assert_eq!(sim.rest_counter(&key), 0.0);
+
+    sim.set_rate_tier(Some(RateTier::Pro));
+    sim.freeze_clock();
+    for _ in 0..20 {
+        c.call("Balance", &[]).result();
+    }
+    assert_eq!(c.call("Balance", &[]).body, RATE_LIMITED);
+    // Pro decays 1 per second.
+    sim.advance_clock(1.0);
+    c.call("Balance", &[]).result();
+    assert_eq!(c.call("Balance", &[]).body, RATE_LIMITED);
+
+    // Over the control endpoint.
+    let r = c.post_json("/_sim/rate-tier", &json!({"tier": "starter"}));
+    assert_eq!(r.status, 200);
+    assert_eq!(sim.rate_tier(), Some(RateTier::Starter));
+    assert_eq!(
+        sim.rest_counter(&key),
+        0.0,
+        "a new tier restarts the counters"
+    );
+    assert_eq!(
+        c.post_json("/_sim/rate-tier", &json!({"tier": "gold"}))
+            .status,
+        400
+    );
+    assert_eq!(c.post_json("/_sim/rate-tier", &json!({})).status, 400);
+    assert_eq!(
+        c.post_json("/_sim/rate-tier", &json!({"tier": null}))
+            .status,
+        200
+    );
+    assert_eq!(sim.rate_tier(), None);
+    assert_eq!(c.get("/_sim/rate").json()["tier"], Value::Null);
+
+    // Reset returns to the options' tier (none) and the wall clock.
+    sim.set_rate_tier(Some(RateTier::Intermediate));
+    sim.advance_clock(1_000.0);
+    sim.reset();
+    assert_eq!(sim.rate_tier(), None);
+    assert_eq!(sim.rate_limited_count(), 0);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((sim.now() - wall).abs() < 60.0);
 }
 
 // -- control endpoints ------------------------------------------------------------------
