@@ -1151,3 +1151,40 @@ fn binary_serves_and_never_logs_secrets() {
     assert!(!stderr.contains(VECTOR_SIGN));
     assert!(!stderr.contains(&VECTOR_SIGN[..20]));
 }
+
+#[test]
+fn binary_takes_the_rate_tier() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    // The flag wins over the environment.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kraken-sim"))
+        .args(["--listen", "127.0.0.1:0", "--rate-tier", "starter"])
+        .env("SIM_RATE_TIER", "pro")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kraken-sim");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("kraken-sim listening on http://")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    let rate = http(addr, "GET", "/_sim/rate", &[], b"", T).reply().json();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(rate["tier"], "starter");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kraken-sim"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SIM_RATE_TIER", "gold")
+        .output()
+        .expect("run kraken-sim");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rate tier"), "{stderr}");
+}

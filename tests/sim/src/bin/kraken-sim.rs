@@ -2,25 +2,37 @@
 //!
 //! ```text
 //! kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]
+//!            [--rate-tier starter|intermediate|pro|none]
 //! ```
 //!
 //! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key` and
-//! Kraken's published example secret). `SIM_API_KEY` / `SIM_API_SECRET` /
-//! `SIM_OTP` are read when the flags are absent. One line per request goes to
-//! stderr; secrets and signatures are never printed.
+//! Kraken's published example secret), no REST rate limit. `SIM_API_KEY` /
+//! `SIM_API_SECRET` / `SIM_OTP` / `SIM_RATE_TIER` are read when the flags are
+//! absent. `--rate-tier` turns on Kraken's REST rate counter with that tier's
+//! limits (see `kraken_sim::RateTier`). One line per request goes to stderr;
+//! secrets and signatures are never printed.
 
-use kraken_sim::{Account, Sim, SimOptions};
+use kraken_sim::{Account, RateTier, Sim, SimOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-const USAGE: &str =
-    "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]";
+const USAGE: &str = "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] \
+                     [--otp OTP] [--rate-tier starter|intermediate|pro|none]";
+
+/// `starter`, `intermediate`, `pro`; `none` or empty for no limit.
+fn parse_tier(text: &str) -> anyhow::Result<Option<RateTier>> {
+    match text.trim() {
+        t if t.is_empty() || t.eq_ignore_ascii_case("none") => Ok(None),
+        t => t.parse().map(Some).map_err(|e: String| anyhow::anyhow!(e)),
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let mut listen = "127.0.0.1:18081".to_string();
     let mut api_key = std::env::var("SIM_API_KEY").ok();
     let mut api_secret = std::env::var("SIM_API_SECRET").ok();
     let mut otp = std::env::var("SIM_OTP").ok();
+    let mut rate_tier = std::env::var("SIM_RATE_TIER").ok();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -40,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             "--api-key" => api_key = Some(value),
             "--api-secret" => api_secret = Some(value),
             "--otp" => otp = Some(value),
+            "--rate-tier" => rate_tier = Some(value),
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
         }
     }
@@ -54,13 +67,23 @@ fn main() -> anyhow::Result<()> {
         account.api_secret = s;
     }
     account.otp = otp.filter(|o| !o.is_empty());
+    let rate_tier = parse_tier(rate_tier.as_deref().unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("bad --rate-tier / SIM_RATE_TIER: {e}\n{USAGE}"))?;
     let sim = Sim::try_start(SimOptions {
         listen,
         accounts: vec![account],
         log_requests: true,
+        rate_tier,
         ..SimOptions::default()
     })?;
     println!("kraken-sim listening on {}", sim.url());
+    if let Some(tier) = rate_tier {
+        eprintln!(
+            "kraken-sim: REST rate limit {tier}: max {}, decay {}/s",
+            tier.max(),
+            tier.decay_per_sec()
+        );
+    }
     std::io::stdout().flush()?;
     loop {
         std::thread::park();
