@@ -8,7 +8,9 @@ pub const INVALID_KEY: &str = "EAPI:Invalid key";
 pub const INVALID_SIGNATURE: &str = "EAPI:Invalid signature";
 /// Nonce missing, or not greater than the last accepted nonce of the key.
 pub const INVALID_NONCE: &str = "EAPI:Invalid nonce";
-/// REST rate counter exceeded (only produced by fault injection).
+/// REST rate counter exceeded: a refusal by the counter (with a rate tier
+/// set) or the injected `RateLimit` fault. Answered as
+/// `{"error":["EAPI:Rate limit exceeded"],"result":{}}`.
 pub const RATE_LIMIT: &str = "EAPI:Rate limit exceeded";
 /// Method not served by the simulator.
 pub const UNKNOWN_METHOD: &str = "EGeneral:Unknown method";

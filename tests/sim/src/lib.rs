@@ -19,12 +19,19 @@
 //! - [`time`]: the UTC timestamp formats Kraken uses.
 //!
 //! ```no_run
-//! use kraken_sim::{Fault, FaultKind, Sim, SimOptions};
+//! use kraken_sim::{Fault, FaultKind, RateTier, Sim, SimOptions};
 //!
 //! let sim = Sim::start(SimOptions::default());
 //! sim.push_fault(Fault::on("AddOrder", FaultKind::DropAfterBook));
 //! // … point the client at sim.url() with key `sim-api-key` …
 //! assert!(sim.orders().len() <= 1);
+//!
+//! // Kraken's REST rate limit, with time under the test's control.
+//! sim.set_rate_tier(Some(RateTier::Starter));
+//! sim.freeze_clock();
+//! // … 15 `Balance` calls pass, the 16th is refused …
+//! sim.advance_clock(1.0 / 0.33); // … and one more passes.
+//! assert!(sim.rest_counter("sim-api-key") <= 15.0);
 //! ```
 
 pub mod errors;

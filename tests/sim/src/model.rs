@@ -791,7 +791,8 @@ pub enum FaultKind {
     /// connection without answering.
     ConsumeNonceNoAnswer,
     /// Authenticates without consuming the nonce and answers
-    /// `EAPI:Rate limit exceeded`.
+    /// `EAPI:Rate limit exceeded` as the REST counter does, whether or not a
+    /// rate tier is set; adds nothing to the counter.
     RateLimit,
 }
 

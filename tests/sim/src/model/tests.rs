@@ -1,5 +1,6 @@
 //! Unit tests of the exchange model: authentication, every `AddOrder` rule,
-//! order queries, cancels, balances, faults and public endpoints.
+//! order queries, cancels, balances, faults, the REST rate counter (driven by
+//! the harness's `now`), `TradesHistory` and public endpoints.
 
 use super::*;
 use crate::params::form_encode;
