@@ -65,6 +65,21 @@ fn handler(config: &Config, store: &mut BTreeMap<String, Vec<u8>>, i: u64) -> us
                         StoreReply::Done
                     }
                     StoreOp::Keys => StoreReply::Keys(store.keys().cloned().collect()),
+                    StoreOp::Increment(k, delta) => {
+                        let old = store
+                            .get(&k)
+                            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                            .map_or(0, i64::from_le_bytes);
+                        store.insert(k, (old + delta).to_le_bytes().to_vec());
+                        StoreReply::Count(old + delta)
+                    }
+                    StoreOp::Swap { key, expected, new } => {
+                        let same = store.get(&key) == Some(&expected);
+                        if same {
+                            store.insert(key, new);
+                        }
+                        StoreReply::Swapped(same)
+                    }
                 };
                 pending.resume(Input::Store(reply), now)
             }

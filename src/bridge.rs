@@ -260,6 +260,7 @@ fn effective_config(cx: &Cx) -> Step {
         "rate_limit_per_minute": c.rate_limit_per_minute,
         "replay_window_seconds": c.replay_window_seconds,
         "dedupe_window_seconds": c.dedupe_window_seconds,
+        "state_max_keys": c.state_max_keys,
         "log_level": c.log_level,
         "allowed_symbols": c.allowed_symbols,
         "symbol_map": c.symbol_map.iter().map(|(a, b)| format!("{a}={b}")).collect::<Vec<_>>(),

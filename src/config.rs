@@ -29,6 +29,7 @@ pub const SETTINGS: &[&str] = &[
     "require_timestamp",
     "replay_window_seconds",
     "dedupe_window_seconds",
+    "state_max_keys",
     "cors_allowed_origins",
     "log_level",
 ];
@@ -134,6 +135,9 @@ pub struct Config {
     pub replay_window_seconds: u64,
     /// How long a body-hash dedupe key is kept.
     pub dedupe_window_seconds: u64,
+    /// The state store's key budget (`None`: no cap, as on SQLite and Redis). Fermyon
+    /// Cloud caps a store at 1,024 keys.
+    pub state_max_keys: Option<usize>,
     /// The least severe audit level written.
     pub log_level: Level,
     /// Everything that is wrong; empty when the configuration is usable.
@@ -242,6 +246,18 @@ impl Config {
         let rate_limit_per_minute = number("rate_limit_per_minute", 60, 1, 100_000) as u32;
         let replay_window_seconds = number("replay_window_seconds", 300, 1, 86_400);
         let dedupe_window_seconds = number("dedupe_window_seconds", 60, 1, 86_400);
+        // 0 or unset: no cap. Below 64 the budget would leave no room for the records.
+        let state_max_keys = match number("state_max_keys", 0, 0, 100_000_000) {
+            0 => None,
+            n if n < 64 => {
+                problems.push(problem(
+                    "state_max_keys",
+                    "must be 0 (no cap) or at least 64",
+                ));
+                None
+            }
+            n => Some(n as usize),
+        };
 
         let log_level = match get("log_level").as_deref().map(str::trim) {
             None | Some("info") => Level::Info,
@@ -323,6 +339,7 @@ impl Config {
             rate_limit_per_minute,
             replay_window_seconds,
             dedupe_window_seconds,
+            state_max_keys,
             log_level,
             problems,
         }

@@ -10,19 +10,40 @@ use sha2::{Digest, Sha256};
 /// How long an `id` key is kept, in seconds (contract 2.4).
 pub const ID_TTL_SECS: u64 = 24 * 60 * 60;
 
+/// The shortest body-hash lifetime: two claim slots (see [`DedupeKey::claim_keys`]).
+pub const MIN_TTL_SECS: u64 = 2 * CLAIM_SLOT_SECS;
+
 /// A claim older than this belongs to a request that died: its alert is looked up on Kraken
-/// by `cl_ord_id` before anything is sent again.
+/// by `cl_ord_id` before anything is sent again. It is longer than any request can still
+/// place an order: the budget (2.5 s) plus the AddOrder `deadline` (5 s) Kraken enforces.
 pub const IN_FLIGHT_STALE_SECS: u64 = 10;
 
-/// The prefix of dedupe keys.
+/// A delivery must have written its in-flight record within this many milliseconds of its
+/// arrival to claim the alert; a slower store answers `503` and the resend claims again.
+/// This bounds how far apart two deliveries that both miss each other's record can be, so
+/// that claim slots of [`CLAIM_SLOT_SECS`] always give them a common counter.
+pub const CLAIM_WINDOW_MS: u64 = 1_000;
+
+/// The length of a claim slot, in seconds.
+pub const CLAIM_SLOT_SECS: u64 = 2;
+
+/// The prefix of dedupe records.
 pub const PREFIX: &str = "dd:";
 
-/// At most this many keys are kept (Fermyon Cloud caps a store at 1,024); beyond it the
-/// oldest dedupe records are pruned first.
-pub const MAX_KEYS: usize = 900;
+/// The prefix of claim counters.
+pub const CLAIM_PREFIX: &str = "dc:";
+
+/// The prefix of the filters of forgotten dedupe keys.
+pub const FORGOTTEN_PREFIX: &str = "fg:";
+
+/// The prefix of the pruning lease counters.
+pub const PRUNE_LEASE_PREFIX: &str = "pl:";
+
+/// One pruning lease per this many seconds: one request prunes at a time.
+pub const PRUNE_LEASE_SECS: u64 = 10;
 
 /// At most this many deletions per request, to stay inside the time budget.
-pub const MAX_DELETES_PER_REQUEST: usize = 16;
+pub const MAX_DELETES_PER_REQUEST: usize = 48;
 
 /// Where a dedupe key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +75,7 @@ impl DedupeKey {
     pub fn ttl(&self, window_secs: u64) -> u64 {
         match self {
             DedupeKey::Id(_) => ID_TTL_SECS,
-            DedupeKey::BodyHash(_) => window_secs.max(1),
+            DedupeKey::BodyHash(_) => window_secs.max(MIN_TTL_SECS),
         }
     }
 
@@ -66,6 +87,32 @@ impl DedupeKey {
         let bucket = now_secs / len;
         let name = |b: u64| format!("{PREFIX}{len}:{b}:{}", self.as_store_key());
         [name(bucket), name(bucket.saturating_sub(1))]
+    }
+
+    /// The claim counters of a delivery that arrived at `started_secs`: the counter of its
+    /// claim slot and of the next one. The delivery owns the alert when both return 1.
+    ///
+    /// Two deliveries that both missed each other's in-flight record arrived less than
+    /// [`CLAIM_WINDOW_MS`] apart, so they always share one of these counters and at most
+    /// one of them owns the alert. Deliveries more than two slots apart share none, so an
+    /// alert seen again after its lifetime (at least two slots) is never blocked by the
+    /// counters of the first one.
+    pub fn claim_keys(&self, started_secs: u64) -> [String; 2] {
+        let slot = started_secs / CLAIM_SLOT_SECS;
+        let key = self.as_store_key();
+        let name = |s: u64| format!("{CLAIM_PREFIX}{CLAIM_SLOT_SECS}:{s}:{key}");
+        [name(slot), name(slot + 1)]
+    }
+
+    /// The filters that would name this key had its record been forgotten: the same time
+    /// buckets as [`store_keys`](Self::store_keys).
+    pub fn forgotten_keys(&self, now_secs: u64, window_secs: u64) -> [String; 2] {
+        let len = self.ttl(window_secs);
+        let bucket = now_secs / len;
+        [
+            forgotten_key(len, bucket),
+            forgotten_key(len, bucket.saturating_sub(1)),
+        ]
     }
 
     /// Kraken's short-UUID form of `cl_ord_id`: 32 lower-case hex digits derived from the key.
@@ -86,6 +133,9 @@ pub enum RecordState {
     InFlight,
     /// The first outcome is known.
     Done,
+    /// The delivery that claimed it answered `503`: nothing was placed, and the next
+    /// delivery takes it over.
+    Released,
 }
 
 /// What the store keeps for a dedupe key.
@@ -104,6 +154,9 @@ pub struct Record {
     /// The request id of the delivery that wrote it.
     #[serde(default)]
     pub owner: String,
+    /// When the current owner claimed it, Unix seconds (0: at `first_seen`).
+    #[serde(default)]
+    pub claimed_at: u64,
 }
 
 impl Record {
@@ -122,6 +175,14 @@ impl Record {
         now_secs.saturating_sub(self.first_seen) <= ttl
     }
 
+    /// Whether an in-flight record's owner must be dead: it claimed the alert longer ago
+    /// than any request can still place an order.
+    pub fn is_stale(&self, now_secs: u64) -> bool {
+        let claimed = self.claimed_at.max(self.first_seen);
+        self.state == RecordState::InFlight
+            && now_secs.saturating_sub(claimed) > IN_FLIGHT_STALE_SECS
+    }
+
     /// The `200 duplicate` body: the first outcome's fields, its `status` renamed `outcome`.
     pub fn duplicate_body(&self) -> Value {
         let mut body = match &self.body {
@@ -129,7 +190,7 @@ impl Record {
             _ => serde_json::Map::new(),
         };
         let outcome = match self.state {
-            RecordState::InFlight => Value::from("in_flight"),
+            RecordState::InFlight | RecordState::Released => Value::from("in_flight"),
             // A refusal's outcome is its error code.
             RecordState::Done => body
                 .remove("status")
@@ -145,41 +206,164 @@ impl Record {
     }
 }
 
-/// The keys to delete now, given every key in the store: expired dedupe buckets and
-/// rate-limit minutes first, then, above [`MAX_KEYS`], the oldest dedupe records; at most
-/// [`MAX_DELETES_PER_REQUEST`].
-pub fn prune(keys: &[String], now_secs: u64) -> Vec<String> {
-    let mut dedupe: Vec<(u64, &String)> = Vec::new();
+/// The store key of the filter of keys forgotten from bucket `bucket` of length `len`.
+pub fn forgotten_key(len: u64, bucket: u64) -> String {
+    format!("{FORGOTTEN_PREFIX}{len}:{bucket}")
+}
+
+/// The pruning lease counter for the slot that contains `now_secs`.
+pub fn prune_lease_key(now_secs: u64) -> String {
+    format!("{PRUNE_LEASE_PREFIX}{}", now_secs / PRUNE_LEASE_SECS)
+}
+
+/// What one pruning pass does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prune {
+    /// Dedupe records still inside their horizon that must go to respect the key budget,
+    /// grouped by the filter that must name them before they are deleted:
+    /// `(filter key, [(record key, dedupe key)])`.
+    pub forget: Vec<(String, Vec<(String, String)>)>,
+    /// Expired keys to delete.
+    pub delete: Vec<String>,
+}
+
+/// Plans a pruning pass over every key in the store: expired dedupe buckets, claim
+/// counters, filters, leases and rate-limit minutes go first; then, while more than
+/// `max_keys` remain (a store with a key cap, such as Fermyon Cloud's 1,024), the oldest
+/// dedupe records, which are named in a forgotten-keys filter before they are deleted. At
+/// most [`MAX_DELETES_PER_REQUEST`] deletions.
+pub fn prune(keys: &[String], now_secs: u64, max_keys: Option<usize>) -> Prune {
+    let mut live: Vec<(u64, u64, u64, &String)> = Vec::new();
     let mut delete: Vec<&String> = Vec::new();
     for key in keys {
-        if crate::rate_limit::is_expired(key, now_secs) {
+        let expired = crate::rate_limit::is_expired(key, now_secs)
+            || claim_expired(key, now_secs)
+            || lease_expired(key, now_secs);
+        if expired {
             delete.push(key);
-        } else if let Some((len, bucket)) = bucket_of(key) {
+        } else if let Some((len, bucket)) = bucket_of(key, PREFIX) {
             // A record in bucket b is looked up until bucket b + 1 ends.
             if (bucket + 2).saturating_mul(len) <= now_secs {
                 delete.push(key);
             } else {
-                dedupe.push((bucket.saturating_mul(len), key));
+                live.push((bucket.saturating_mul(len), len, bucket, key));
+            }
+        } else if let Some((len, bucket)) = bucket_of(key, FORGOTTEN_PREFIX) {
+            if (bucket + 2).saturating_mul(len) <= now_secs {
+                delete.push(key);
             }
         }
     }
-    let live = keys.len() - delete.len();
-    if live > MAX_KEYS {
-        dedupe.sort();
-        delete.extend(dedupe.iter().take(live - MAX_KEYS).map(|(_, k)| *k));
+    delete.truncate(MAX_DELETES_PER_REQUEST);
+    let mut plan = Prune::default();
+    let remaining = keys.len() - delete.len();
+    let budget = MAX_DELETES_PER_REQUEST - delete.len();
+    if let Some(max) = max_keys {
+        if remaining > max {
+            // Oldest bucket first, and by name within a bucket.
+            live.sort();
+            for &(_, len, bucket, key) in live.iter().take((remaining - max).min(budget)) {
+                let filter = forgotten_key(len, bucket);
+                let dedupe = key
+                    .strip_prefix(PREFIX)
+                    .and_then(|k| k.splitn(3, ':').nth(2))
+                    .unwrap_or_default()
+                    .to_string();
+                let entry = (key.clone(), dedupe);
+                match plan.forget.iter_mut().find(|(f, _)| *f == filter) {
+                    Some((_, ks)) => ks.push(entry),
+                    None => plan.forget.push((filter, vec![entry])),
+                }
+            }
+        }
     }
-    delete
-        .into_iter()
-        .take(MAX_DELETES_PER_REQUEST)
-        .cloned()
-        .collect()
+    plan.delete = delete.into_iter().cloned().collect();
+    plan
 }
 
-fn bucket_of(key: &str) -> Option<(u64, u64)> {
-    let mut parts = key.strip_prefix(PREFIX)?.splitn(3, ':');
+fn claim_expired(key: &str, now_secs: u64) -> bool {
+    // Slot s is claimed in until slot s + 1 ends; one more slot of margin.
+    bucket_of(key, CLAIM_PREFIX)
+        .is_some_and(|(len, slot)| (slot + 3).saturating_mul(len) <= now_secs)
+}
+
+fn lease_expired(key: &str, now_secs: u64) -> bool {
+    key.strip_prefix(PRUNE_LEASE_PREFIX)
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_some_and(|slot| slot + 1 < now_secs / PRUNE_LEASE_SECS)
+}
+
+fn bucket_of(key: &str, prefix: &str) -> Option<(u64, u64)> {
+    let mut parts = key.strip_prefix(prefix)?.splitn(3, ':');
     let len = parts.next()?.parse().ok()?;
     let bucket = parts.next()?.parse().ok()?;
     Some((len, bucket))
+}
+
+/// A Bloom filter of dedupe keys whose records were deleted inside their horizon. An alert
+/// whose key it may contain is looked up on Kraken by `cl_ord_id` before it is sent; with
+/// the sizes below, about 1 % of other alerts are too (at 3,000 keys per filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    bits: Vec<u8>,
+}
+
+impl Forgotten {
+    /// The filter's size in bytes.
+    pub const BYTES: usize = 4_096;
+    const HASHES: usize = 7;
+
+    /// An empty filter.
+    pub fn new() -> Forgotten {
+        Forgotten {
+            bits: vec![0; Self::BYTES],
+        }
+    }
+
+    /// Reads a stored filter; anything unreadable counts as a full one (every key may have
+    /// been forgotten), so a damaged filter costs look-ups, never a second order.
+    pub fn decode(bytes: &[u8]) -> Forgotten {
+        if bytes.len() == Self::BYTES {
+            Forgotten {
+                bits: bytes.to_vec(),
+            }
+        } else {
+            Forgotten {
+                bits: vec![0xff; Self::BYTES],
+            }
+        }
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        self.bits.clone()
+    }
+
+    fn positions(key: &str) -> impl Iterator<Item = usize> {
+        let digest = Sha256::digest(format!("tv-kraken-bridge/forgotten/{key}"));
+        (0..Self::HASHES).map(move |i| {
+            let word = u32::from_le_bytes(digest[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            word as usize % (Self::BYTES * 8)
+        })
+    }
+
+    /// Adds a dedupe key (as [`DedupeKey::as_store_key`] spells it).
+    pub fn insert(&mut self, key: &str) {
+        for p in Self::positions(key) {
+            self.bits[p / 8] |= 1 << (p % 8);
+        }
+    }
+
+    /// Whether the key may have been added (never a false "no").
+    pub fn may_contain(&self, key: &str) -> bool {
+        Self::positions(key).all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
+    }
+}
+
+impl Default for Forgotten {
+    fn default() -> Self {
+        Forgotten::new()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -242,6 +426,7 @@ mod tests {
             status: 200,
             body: serde_json::json!({"status":"placed","txid":["T"],"cl_ord_id":"c"}),
             owner: "r1".into(),
+            claimed_at: 0,
         };
         assert_eq!(Record::decode(&done.encode()), Some(done.clone()));
         assert_eq!(
@@ -268,6 +453,7 @@ mod tests {
             status: 422,
             body: serde_json::json!({"error":"order_rejected","kraken_error":"EOrder:Insufficient funds"}),
             owner: String::new(),
+            claimed_at: 0,
         };
         assert_eq!(refused.duplicate_body()["outcome"], "order_rejected");
         assert_eq!(
@@ -277,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn pruning_drops_expired_keys_and_bounds_the_store() {
+    fn pruning_drops_expired_keys() {
         let now = 10_000;
         let keys: Vec<String> = vec![
             "dd:60:166:body:a".into(), // current bucket (166*60 = 9960)
@@ -286,19 +472,132 @@ mod tests {
             "dd:86400:0:id:x".into(),  // bucket 0 of a day: live until 2 days
             "rl:166".into(),
             "rl:165".into(),
-            "rl:164".into(), // expired
+            "rl:164".into(),         // expired
+            "dc:2:4999:id:x".into(), // slot 4999 (9998 s): still claimed in
+            "dc:2:4997:id:x".into(), // expired: (4997 + 3) * 2 = 10000
+            "fg:60:164".into(),      // a filter of an expired bucket
+            "fg:60:165".into(),
+            "pl:999".into(),
+            "pl:998".into(), // an old lease
             "unrelated".into(),
         ];
-        let mut gone = prune(&keys, now);
-        gone.sort();
-        assert_eq!(gone, ["dd:60:164:body:c", "rl:164"]);
-
-        let many: Vec<String> = (0..MAX_KEYS + 5)
+        let mut plan = prune(&keys, now, None);
+        plan.delete.sort();
+        assert_eq!(
+            plan.delete,
+            [
+                "dc:2:4997:id:x",
+                "dd:60:164:body:c",
+                "fg:60:164",
+                "pl:998",
+                "rl:164"
+            ]
+        );
+        assert!(plan.forget.is_empty());
+        // Without a key budget, nothing live is ever deleted, however many keys there are.
+        let many: Vec<String> = (0..5_000)
             .map(|i| format!("dd:86400:0:id:k{i:04}"))
             .collect();
-        assert_eq!(prune(&many, now).len(), 5);
+        assert_eq!(prune(&many, now, None), Prune::default());
         let lots: Vec<String> = (0..100).map(|i| format!("dd:60:1:body:{i}")).collect();
-        assert_eq!(prune(&lots, now).len(), MAX_DELETES_PER_REQUEST);
+        assert_eq!(
+            prune(&lots, now, None).delete.len(),
+            MAX_DELETES_PER_REQUEST
+        );
+    }
+
+    #[test]
+    fn a_key_budget_forgets_the_oldest_records_into_filters() {
+        let now = 100_000;
+        let mut keys: Vec<String> = (0..70)
+            .map(|i| format!("dd:86400:1:id:new{i:02}"))
+            .collect();
+        keys.extend((0..5).map(|i| format!("dd:86400:0:id:old{i}")));
+        let plan = prune(&keys, now, Some(72));
+        assert!(plan.delete.is_empty());
+        // The three oldest go, each named in its bucket's filter.
+        assert_eq!(plan.forget.len(), 1);
+        let (filter, records) = &plan.forget[0];
+        assert_eq!(filter, "fg:86400:0");
+        let names: Vec<&str> = records.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(names, ["id:old0", "id:old1", "id:old2"]);
+        assert_eq!(records[0].0, "dd:86400:0:id:old0");
+        // What a filter names, the alert's own key finds.
+        let mut f = Forgotten::new();
+        for (_, d) in records {
+            f.insert(d);
+        }
+        let key = DedupeKey::new(Some("old1"), b"");
+        assert!(f.may_contain(&key.as_store_key()));
+        assert_eq!(key.forgotten_keys(now, 60)[0], "fg:86400:1");
+        assert_eq!(key.forgotten_keys(now, 60)[1], "fg:86400:0");
+        assert!(!f.may_contain("id:new01"));
+        let f = Forgotten::decode(&f.encode());
+        assert!(f.may_contain("id:old2"));
+        // A damaged filter names every key: look-ups, never a second order.
+        assert!(Forgotten::decode(b"short").may_contain("id:anything"));
+    }
+
+    #[test]
+    fn a_filter_of_3000_keys_names_about_one_percent_of_others() {
+        let mut f = Forgotten::new();
+        for i in 0..3_000 {
+            f.insert(&format!("id:in{i}"));
+        }
+        assert!((0..3_000).all(|i| f.may_contain(&format!("id:in{i}"))));
+        let false_hits = (0..10_000)
+            .filter(|i| f.may_contain(&format!("id:out{i}")))
+            .count();
+        assert!(false_hits < 300, "{false_hits} of 10,000");
+    }
+
+    #[test]
+    fn simultaneous_deliveries_share_a_claim_counter_later_alerts_do_not() {
+        let k = DedupeKey::new(Some("a"), b"");
+        assert_eq!(
+            k.claim_keys(1_001),
+            ["dc:2:500:id:a".to_string(), "dc:2:501:id:a".into()]
+        );
+        for t in 0..50u64 {
+            // Less than the claim window apart (whole seconds: up to 1): a common counter.
+            for d in 0..=1 {
+                let (a, b) = (k.claim_keys(t), k.claim_keys(t + d));
+                assert!(a.iter().any(|x| b.contains(x)), "{t} {d}");
+            }
+            // A lifetime apart (the shortest is two slots): none.
+            let (a, b) = (k.claim_keys(t), k.claim_keys(t + MIN_TTL_SECS));
+            assert!(!a.iter().any(|x| b.contains(x)), "{t}");
+        }
+        let body = DedupeKey::new(None, b"x");
+        assert_eq!(body.ttl(1), MIN_TTL_SECS);
+    }
+
+    #[test]
+    fn stale_and_released_records() {
+        let r = Record {
+            state: RecordState::InFlight,
+            first_seen: 100,
+            cl_ord_id: "c".into(),
+            status: 0,
+            body: Value::Null,
+            owner: "r".into(),
+            claimed_at: 0,
+        };
+        assert!(!r.is_stale(100 + IN_FLIGHT_STALE_SECS));
+        assert!(r.is_stale(101 + IN_FLIGHT_STALE_SECS));
+        // A takeover restarts the clock, the horizon stays.
+        let taken = Record {
+            claimed_at: 200,
+            ..r.clone()
+        };
+        assert!(!taken.is_stale(205));
+        assert!(taken.is_live(150, 60));
+        let released = Record {
+            state: RecordState::Released,
+            ..r
+        };
+        assert!(!released.is_stale(1_000));
+        assert_eq!(released.duplicate_body()["outcome"], "in_flight");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::audit::Event;
 use crate::auth::Credential;
 use crate::bridge::{Cx, Input, Step};
 use crate::config::Level;
-use crate::idempotency::{DedupeKey, Record, RecordState, IN_FLIGHT_STALE_SECS};
+use crate::idempotency::{DedupeKey, Record, RecordState};
 use crate::kraken::pairs::Pair;
 use crate::kraken::pairs::{Pairs, Unresolved};
 use crate::kraken::reply::{self, AddOrder, Lookup, Transport};
@@ -39,7 +39,6 @@ use crate::reject::Reject;
 use crate::response::Response;
 use crate::store::{StoreOp, StoreReply};
 use crate::time::Now;
-use crate::{idempotency, rate_limit};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -53,8 +52,9 @@ pub const MIN_CALL_MS: u64 = 150;
 /// The AddOrder `deadline`, ahead of the host clock (Kraken accepts 2 to 60 s; the margin
 /// above 2 s absorbs clock skew).
 pub const ORDER_DEADLINE_MS: u64 = 5_000;
-/// AddOrder attempts refused for a stale nonce are retried up to this many times in all.
-pub const MAX_ATTEMPTS: u8 = 4;
+/// Calls refused for a stale nonce are retried up to this many times in all, as long as the
+/// budget allows (contract 2.4: concurrent requests reach Kraken out of order).
+pub const MAX_NONCE_RETRIES: u8 = 24;
 /// Where the pairs are cached in the state store.
 pub const PAIRS_KEY: &str = "kraken:pairs";
 /// How long cached pairs are used before they are fetched again.
@@ -66,9 +66,6 @@ struct PairsCache {
     fetched_at: u64,
     pairs: Pairs,
 }
-
-/// Prune the store on the first alert of each minute and every this many alerts after.
-const PRUNE_EVERY: u32 = 16;
 
 /// Which order list a look-up reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +94,14 @@ impl List {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     DedupeRead(usize),
+    ForgottenRead(usize),
+    Takeover,
+    RateCount,
     RateRead,
     RateWrite,
-    Claim,
+    Tentative,
+    ClaimCount(usize),
+    LostRead,
     ClaimVerify,
     Cancel,
     PairsRead,
@@ -109,11 +111,22 @@ enum Stage {
     Balance,
     LookupBefore(List),
     Add,
-    Wait,
+    Wait(Retry),
     LookupAfter(List),
     Finishing,
     RecordCheck,
+    PruneLease,
     PruneKeys,
+    ForgetRead,
+}
+
+/// The call a [`Stage::Wait`] repeats: one Kraken refused for a stale nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Add,
+    LookupBefore(List),
+    LookupAfter(List),
+    Balance,
 }
 
 /// A response decided, with the store writes still to make.
@@ -126,7 +139,23 @@ struct Finish {
     /// The outcome record to write, unless another delivery has already recorded one.
     record: Option<Vec<u8>>,
     prune: bool,
+    /// The pruning pass planned from the key listing, while its filters are written.
+    forget: Vec<(String, Vec<(String, String)>)>,
 }
+
+/// How this delivery stands towards the alert's dedupe record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    /// No claim (yet, or none possible: no store, or the store failed).
+    None,
+    /// The in-flight record was written but the alert is not owned yet: its bytes.
+    Written(Vec<u8>),
+    /// This delivery owns the alert; the bytes of its in-flight record, for the atomic
+    /// release after a `503`.
+    Owned(Vec<u8>),
+}
+
+mod claim;
 
 /// A planned order on its way to one outcome.
 #[derive(Debug)]
@@ -139,6 +168,11 @@ pub struct Pending {
     key: DedupeKey,
     cl_ord_id: String,
     store_keys: [String; 2],
+    /// Where this delivery's record lives: the current bucket, or the bucket of a stale
+    /// record it took over.
+    record_key: String,
+    /// A stale or released record found by the dedupe read, for the takeover swap.
+    found: Option<Vec<u8>>,
     /// The resolved pair and what was fetched for the plan.
     pair: Option<Pair>,
     last: Option<Decimal>,
@@ -156,11 +190,16 @@ pub struct Pending {
     started: Now,
     /// The store answers; `false` after a failure or when there is none.
     store_ok: bool,
+    /// The store has atomic operations (`false` once it answers `Unsupported`).
+    atomics: bool,
     /// Look the order up on Kraken before sending it.
     lookup_first: bool,
-    claimed: bool,
-    rate_count: u32,
+    claim: Claim,
+    /// This minute's count of alerts after this one was counted (0: not counted).
+    rate_count: i64,
     attempts: u8,
+    /// Calls repeated after a stale-nonce refusal.
+    nonce_retries: u8,
     /// An earlier AddOrder's outcome is unknown: the order may exist.
     ambiguous: bool,
     /// The one resend after a certain absence was used.
@@ -185,7 +224,9 @@ impl Pending {
             credential,
             cl_ord_id: key.cl_ord_id(),
             key,
+            record_key: store_keys[0].clone(),
             store_keys,
+            found: None,
             pair: None,
             last: None,
             free: None,
@@ -196,10 +237,12 @@ impl Pending {
             stage: Stage::DedupeRead(0),
             started: now,
             store_ok: has_store,
+            atomics: has_store,
             lookup_first: !has_store,
-            claimed: false,
+            claim: Claim::None,
             rate_count: 0,
             attempts: 0,
+            nonce_retries: 0,
             ambiguous: false,
             resent: false,
             deadline_elapsed: false,
@@ -207,8 +250,7 @@ impl Pending {
             finish: None,
         };
         if has_store {
-            let k = p.store_keys[0].clone();
-            p.store(Stage::DedupeRead(0), StoreOp::Get(k))
+            p.dedupe_read(0)
         } else {
             p.prepare()
         }
@@ -219,36 +261,15 @@ impl Pending {
         self.cx.host.now = now;
         match (self.stage, input) {
             (Stage::DedupeRead(i), Input::Store(reply)) => self.on_dedupe_read(i, reply),
+            (Stage::ForgottenRead(i), Input::Store(reply)) => self.on_forgotten_read(i, reply),
+            (Stage::Takeover, Input::Store(reply)) => self.on_takeover(reply),
+            (Stage::RateCount, Input::Store(reply)) => self.on_rate_count(reply),
             (Stage::RateRead, Input::Store(reply)) => self.on_rate_read(reply),
-            (Stage::RateWrite, Input::Store(_)) => self.claim(),
-            (Stage::Claim, Input::Store(reply)) => {
-                self.claimed = reply == StoreReply::Done;
-                self.store_ok &= self.claimed;
-                // Without a claim a resend cannot be recognised here: ask Kraken first.
-                self.lookup_first |= !self.claimed;
-                if self.claimed {
-                    // Read the claim back: a delivery of the same alert that claimed in the
-                    // same instant leaves its own owner there (no compare-and-swap).
-                    let k = self.store_keys[0].clone();
-                    self.store(Stage::ClaimVerify, StoreOp::Get(k))
-                } else {
-                    self.prepare()
-                }
-            }
-            (Stage::ClaimVerify, Input::Store(reply)) => match reply {
-                StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
-                    Some(r) if r.owner != self.cx.host.request_id => {
-                        // Another delivery owns the alert now; it trades, this one does not.
-                        self.claimed = false;
-                        self.duplicate(&r, false)
-                    }
-                    _ => self.prepare(),
-                },
-                _ => {
-                    self.lookup_first = true;
-                    self.prepare()
-                }
-            },
+            (Stage::RateWrite, Input::Store(_)) => self.write_claim(),
+            (Stage::Tentative, Input::Store(reply)) => self.on_tentative(reply),
+            (Stage::ClaimCount(i), Input::Store(reply)) => self.on_claim_count(i, reply),
+            (Stage::LostRead, Input::Store(reply)) => self.on_lost_read(reply),
+            (Stage::ClaimVerify, Input::Store(reply)) => self.on_claim_verify(reply),
             (Stage::Cancel, Input::Kraken(t)) => self.on_cancel(&t),
             (Stage::PairsRead, Input::Store(reply)) => self.on_pairs_read(reply),
             (Stage::PairsFetch, Input::Kraken(t)) => self.on_pairs_fetch(&t),
@@ -260,116 +281,25 @@ impl Pending {
             (Stage::Balance, Input::Kraken(t)) => self.on_balance(&t),
             (Stage::LookupBefore(list), Input::Kraken(t)) => self.on_lookup_before(list, &t),
             (Stage::Add, Input::Kraken(t)) => self.on_add(&t),
-            (Stage::Wait, Input::Waited) => self.add(),
+            (Stage::Wait(retry), Input::Waited) => match retry {
+                Retry::Add => self.add(),
+                Retry::LookupBefore(l) => self.lookup(Stage::LookupBefore(l)),
+                Retry::LookupAfter(l) => self.lookup(Stage::LookupAfter(l)),
+                Retry::Balance => self.after_ticker(),
+            },
             (Stage::LookupAfter(list), Input::Kraken(t)) => self.on_lookup_after(list, &t),
             (Stage::Finishing, Input::Store(_)) => self.next_op(),
-            (Stage::RecordCheck, Input::Store(reply)) => {
-                // Two deliveries can race past the dedupe read (the store has no
-                // compare-and-swap): the first recorded outcome stands.
-                let recorded = matches!(&reply, StoreReply::Value(Some(bytes))
-                    if Record::decode(bytes).is_some_and(|r| r.state == RecordState::Done));
-                let key = self.store_keys[0].clone();
-                let f = self.finish.as_mut().expect("finishing");
-                if let Some(record) = f.record.take() {
-                    if !recorded {
-                        f.ops.push_front(StoreOp::Set(key, record));
-                    }
-                }
-                self.next_op()
-            }
-            (Stage::PruneKeys, Input::Store(StoreReply::Keys(keys))) => {
-                let gone = idempotency::prune(&keys, self.cx.host.now.secs());
-                let f = self.finish.as_mut().expect("finishing");
-                f.ops.extend(gone.into_iter().map(StoreOp::Delete));
-                self.next_op()
-            }
-            (Stage::PruneKeys, Input::Store(_)) => self.next_op(),
+            (Stage::RecordCheck, Input::Store(reply)) => self.on_record_check(reply),
+            (Stage::PruneLease, Input::Store(reply)) => self.on_prune_lease(reply),
+            (Stage::PruneKeys, Input::Store(reply)) => self.on_prune_keys(reply),
+            (Stage::ForgetRead, Input::Store(reply)) => self.on_forget_read(reply),
             (stage, input) => unreachable!("{stage:?} cannot take {input:?}"),
         }
     }
 
-    // ---- the state store --------------------------------------------------------------
-
     fn store(mut self, stage: Stage, op: StoreOp) -> Step {
         self.stage = stage;
         Step::Store(op, Box::new(self))
-    }
-
-    fn on_dedupe_read(mut self, i: usize, reply: StoreReply) -> Step {
-        let now = self.cx.host.now.secs();
-        let ttl = self.key.ttl(self.cx.config.dedupe_window_seconds);
-        match reply {
-            StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
-                Some(r) if r.is_live(now, ttl) => {
-                    let stale = r.state == RecordState::InFlight
-                        && now - r.first_seen > IN_FLIGHT_STALE_SECS;
-                    if !stale {
-                        return self.duplicate(&r, false);
-                    }
-                    // The request that claimed it died: ask Kraken before sending anything.
-                    self.lookup_first = true;
-                    self.rate_read()
-                }
-                _ => self.next_dedupe_read(i),
-            },
-            StoreReply::Value(None) => self.next_dedupe_read(i),
-            _ => {
-                // Without a working store, Kraken's own records are the dedupe.
-                self.store_ok = false;
-                self.lookup_first = true;
-                self.prepare()
-            }
-        }
-    }
-
-    fn next_dedupe_read(self, i: usize) -> Step {
-        if i + 1 < self.store_keys.len() {
-            let k = self.store_keys[i + 1].clone();
-            self.store(Stage::DedupeRead(i + 1), StoreOp::Get(k))
-        } else {
-            self.rate_read()
-        }
-    }
-
-    fn rate_read(self) -> Step {
-        let k = rate_limit::key(self.cx.host.now.secs());
-        self.store(Stage::RateRead, StoreOp::Get(k))
-    }
-
-    fn on_rate_read(mut self, reply: StoreReply) -> Step {
-        let StoreReply::Value(value) = reply else {
-            // The count cannot be read: the limit is not enforced for this alert.
-            return self.claim();
-        };
-        let count = rate_limit::count(value.as_deref());
-        let now = self.cx.host.now.secs();
-        if count >= self.cx.config.rate_limit_per_minute {
-            let retry_after = rate_limit::retry_after(now);
-            let event = Event::new(Level::Warn, "rate_limited")
-                .with("limit_per_minute", self.cx.config.rate_limit_per_minute);
-            return self
-                .cx
-                .reject(Reject::RateLimited { retry_after }, Some(event));
-        }
-        self.rate_count = count + 1;
-        let op = StoreOp::Set(
-            rate_limit::key(now),
-            self.rate_count.to_string().into_bytes(),
-        );
-        self.store(Stage::RateWrite, op)
-    }
-
-    fn claim(self) -> Step {
-        let record = Record {
-            state: RecordState::InFlight,
-            first_seen: self.cx.host.now.secs(),
-            cl_ord_id: self.cl_ord_id.clone(),
-            status: 0,
-            body: Value::Null,
-            owner: self.cx.host.request_id.clone(),
-        };
-        let op = StoreOp::Set(self.store_keys[0].clone(), record.encode());
-        self.store(Stage::Claim, op)
     }
 
     // ---- Kraken ------------------------------------------------------------------------
@@ -581,6 +511,12 @@ impl Pending {
                 self.free = Some(free);
                 self.make_plan()
             }
+            Err(e) if e.contains("EAPI:Invalid nonce") => {
+                match self.retry_after_nonce(Retry::Balance) {
+                    Ok(step) => step,
+                    Err(this) => this.unavailable(format!("could not read balances: {e}")),
+                }
+            }
             Err(e) => self.unavailable(format!("could not read balances: {e}")),
         }
     }
@@ -602,7 +538,9 @@ impl Pending {
                 let validate = order.validate;
                 self.order = Some(order);
                 if self.lookup_first && !validate {
-                    self.lookup(Stage::LookupBefore(List::Open))
+                    // Kraken refuses a second open order with the same cl_ord_id itself:
+                    // only the closed orders need a look-up (one REST counter point).
+                    self.lookup(Stage::LookupBefore(List::Closed))
                 } else {
                     self.add()
                 }
@@ -640,7 +578,9 @@ impl Pending {
                 let record = self.record(200, &body);
                 self.duplicate(&record, true)
             }
-            Lookup::Absent if list == List::Open => self.lookup(Stage::LookupBefore(List::Closed)),
+            Lookup::Absent if self.duplicate_refused && list == List::Open => {
+                self.lookup(Stage::LookupBefore(List::Closed))
+            }
             Lookup::Absent if self.duplicate_refused => {
                 // Kraken said the order exists but neither list shows it yet.
                 self.pending(
@@ -648,14 +588,38 @@ impl Pending {
                 )
             }
             Lookup::Absent => self.add(),
-            Lookup::Failed(reason) if self.duplicate_refused => self.pending(&format!(
-                "look-up after a duplicate refusal failed: {reason}"
-            )),
-            Lookup::Failed(reason) => {
-                // Nothing was sent: a resend later is safe and worthwhile.
-                self.unavailable(format!("look-up before sending failed: {reason}"))
+            Lookup::Failed(reason) if reason.starts_with("EAPI:Invalid nonce") => {
+                match self.retry_after_nonce(Retry::LookupBefore(list)) {
+                    Ok(step) => step,
+                    Err(this) => this.lookup_before_failed(reason),
+                }
             }
+            Lookup::Failed(reason) => self.lookup_before_failed(reason),
         }
+    }
+
+    fn lookup_before_failed(self, reason: String) -> Step {
+        if self.duplicate_refused {
+            self.pending(&format!(
+                "look-up after a duplicate refusal failed: {reason}"
+            ))
+        } else {
+            // Nothing was sent: a resend later is safe and worthwhile.
+            self.unavailable(format!("look-up before sending failed: {reason}"))
+        }
+    }
+
+    /// Waits a jitter, then repeats a call Kraken refused for a stale nonce (a request
+    /// of another instance, or of this one, overtook it); `Err` when the budget or the
+    /// retry count does not allow it.
+    fn retry_after_nonce(mut self, retry: Retry) -> Result<Step, Box<Pending>> {
+        let ms = self.jitter_ms();
+        if self.nonce_retries >= MAX_NONCE_RETRIES || self.remaining_ms() < MIN_CALL_MS + ms {
+            return Err(Box::new(self));
+        }
+        self.nonce_retries += 1;
+        self.stage = Stage::Wait(retry);
+        Ok(Step::Wait(ms, Box::new(self)))
     }
 
     fn add(mut self) -> Step {
@@ -706,14 +670,11 @@ impl Pending {
                     // After an unanswered attempt, a nonce refusal can mean that attempt
                     // arrived: the order may exist.
                     self.after_ambiguity(error)
-                } else if self.attempts < MAX_ATTEMPTS
-                    && self.remaining_ms() >= MIN_CALL_MS + self.jitter_ms()
-                {
-                    let ms = self.jitter_ms();
-                    self.stage = Stage::Wait;
-                    Step::Wait(ms, Box::new(self))
                 } else {
-                    self.unavailable(error)
+                    match self.retry_after_nonce(Retry::Add) {
+                        Ok(step) => step,
+                        Err(this) => this.unavailable(error),
+                    }
                 }
             }
             AddOrder::Transient { error } => {
@@ -760,6 +721,12 @@ impl Pending {
                     self.pending("not found yet; the order may still land before its deadline")
                 }
             }
+            Lookup::Failed(reason) if reason.starts_with("EAPI:Invalid nonce") => {
+                match self.retry_after_nonce(Retry::LookupAfter(list)) {
+                    Ok(step) => step,
+                    Err(this) => this.pending(&format!("look-up failed: {reason}")),
+                }
+            }
             Lookup::Failed(reason) => self.pending(&format!("look-up failed: {reason}")),
         }
     }
@@ -775,7 +742,10 @@ impl Pending {
 
     /// A per-request jitter of 10 to 40 ms, from the request id (no ambient randomness).
     fn jitter_ms(&self) -> u64 {
-        let digest = Sha256::digest(format!("{}/{}", self.cx.host.request_id, self.attempts));
+        let digest = Sha256::digest(format!(
+            "{}/{}",
+            self.cx.host.request_id, self.nonce_retries
+        ));
         10 + u64::from(digest[0]) % 31
     }
 
@@ -840,6 +810,7 @@ impl Pending {
             status,
             body: body.clone(),
             owner: self.cx.host.request_id.clone(),
+            claimed_at: self.started.secs(),
         }
     }
 
@@ -851,7 +822,7 @@ impl Pending {
             .event(Level::Info, "alert_duplicate")
             .with("outcome", body["outcome"].clone());
         let response = Response::json(200, &body, &self.cx.host.request_id);
-        self.finish_with(200, response, vec![event], None);
+        self.finish_with(200, response, vec![event], Vec::new());
         if write && self.store_ok {
             self.finish.as_mut().expect("finishing").record = Some(first.encode());
         }
@@ -882,10 +853,8 @@ impl Pending {
             self.cx.config.environment,
             &self.cx.host.request_id,
         );
-        let drop_claim = self
-            .claimed
-            .then(|| StoreOp::Delete(self.store_keys[0].clone()));
-        self.finish_with(reject.status(), response, vec![event], drop_claim);
+        let release = self.release_ops();
+        self.finish_with(reject.status(), response, vec![event], release);
         self.next_op()
     }
 
@@ -907,7 +876,7 @@ impl Pending {
     /// A final outcome: record it under the dedupe key, then answer.
     fn conclude(mut self, status: u16, response: Response, body: Value, event: Event) -> Step {
         let record = self.record(status, &body);
-        self.finish_with(status, response, vec![event], None);
+        self.finish_with(status, response, vec![event], Vec::new());
         if self.store_ok {
             self.finish.as_mut().expect("finishing").record = Some(record.encode());
         }
@@ -919,10 +888,10 @@ impl Pending {
         status: u16,
         response: Response,
         events: Vec<Event>,
-        op: Option<StoreOp>,
+        ops: Vec<StoreOp>,
     ) {
-        let prune = self.store_ok && self.rate_count % PRUNE_EVERY == 1;
-        let mut ops: std::collections::VecDeque<StoreOp> = op.into_iter().collect();
+        let prune = self.prunes();
+        let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
         if self.drop_pairs_cache {
             ops.push_back(StoreOp::Delete(PAIRS_KEY.to_string()));
         }
@@ -933,24 +902,7 @@ impl Pending {
             ops,
             record: None,
             prune,
+            forget: Vec::new(),
         });
-    }
-
-    fn next_op(mut self) -> Step {
-        let f = self.finish.as_mut().expect("finishing");
-        if f.record.is_some() {
-            let key = self.store_keys[0].clone();
-            return self.store(Stage::RecordCheck, StoreOp::Get(key));
-        }
-        if let Some(op) = f.ops.pop_front() {
-            return self.store(Stage::Finishing, op);
-        }
-        if f.prune {
-            f.prune = false;
-            return self.store(Stage::PruneKeys, StoreOp::Keys);
-        }
-        let f = self.finish.take().expect("finishing");
-        debug_assert_eq!(f.status, f.response.status);
-        self.cx.finish(f.response, f.events)
     }
 }

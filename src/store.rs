@@ -1,9 +1,11 @@
 //! The state store as data: the operations the core asks the adapter to perform on the
 //! host's key-value store (Spin's `default` store) and what comes back.
 //!
-//! The store has no compare-and-swap, no expiry and no counter (Spin key-value 2.0), so the
-//! core treats it as a best-effort record: exactly-once rests on Kraken's `cl_ord_id` and the
-//! look-ups of [`crate::bridge`], never on the store alone.
+//! Two kinds of host exist. Spin 3.1 and later implement `wasi:keyvalue/atomics`, whose
+//! `increment` and compare-and-swap are atomic across every instance that shares the store:
+//! the claim of [`crate::outcome`] rests on them. Hosts without atomics (Spin before 3.1,
+//! Akamai Functions) answer those operations [`StoreReply::Unsupported`], and the core falls
+//! back to a write-and-read-back claim with a Kraken look-up before every order.
 
 /// One operation on the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +18,21 @@ pub enum StoreOp {
     Delete(String),
     /// List every key.
     Keys,
+    /// Atomically add the delta to the counter under the key (absent: 0) and return the new
+    /// value ([`StoreReply::Count`]). Counters live under keys of their own: their bytes
+    /// differ between backends, so they are never read with `Get`.
+    Increment(String, i64),
+    /// Atomically replace the key's value by `new` if it still is `expected`
+    /// ([`StoreReply::Swapped`]). Only from an existing value: a swap from an absent key is
+    /// not atomic on Spin's SQLite store.
+    Swap {
+        /// The key.
+        key: String,
+        /// The value the key must still hold.
+        expected: Vec<u8>,
+        /// The value to write.
+        new: Vec<u8>,
+    },
 }
 
 /// What an operation returned.
@@ -27,6 +44,12 @@ pub enum StoreReply {
     Done,
     /// The answer to `Keys`.
     Keys(Vec<String>),
+    /// The counter's value after an `Increment`.
+    Count(i64),
+    /// Whether a `Swap` replaced the value.
+    Swapped(bool),
+    /// The host has no atomic operations (`Increment`, `Swap`).
+    Unsupported,
     /// The store failed; the text is for the audit log.
     Failed(String),
 }

@@ -61,6 +61,8 @@ struct World {
     waits: Vec<u64>,
     ops: Vec<StoreOp>,
     store_fails: bool,
+    /// The host lacks `wasi:keyvalue/atomics` (Spin before 3.1, Akamai).
+    no_atomics: bool,
     clock: u64,
     tick_us: u64,
 }
@@ -95,6 +97,27 @@ impl World {
                 StoreReply::Done
             }
             StoreOp::Keys => StoreReply::Keys(self.store.keys().cloned().collect()),
+            StoreOp::Increment(..) | StoreOp::Swap { .. } if self.no_atomics => {
+                StoreReply::Unsupported
+            }
+            // As Spin's SQLite store keeps a counter: 8 little-endian bytes.
+            StoreOp::Increment(k, delta) => {
+                let old = self
+                    .store
+                    .get(&k)
+                    .map(|v| i64::from_le_bytes(v.as_slice().try_into().expect("a counter")))
+                    .unwrap_or(0);
+                self.store.insert(k, (old + delta).to_le_bytes().to_vec());
+                StoreReply::Count(old + delta)
+            }
+            StoreOp::Swap { key, expected, new } => {
+                if self.store.get(&key) == Some(&expected) {
+                    self.store.insert(key, new);
+                    StoreReply::Swapped(true)
+                } else {
+                    StoreReply::Swapped(false)
+                }
+            }
         }
     }
 
@@ -751,6 +774,7 @@ fn a_fresh_claim_is_a_duplicate_and_a_stale_one_is_looked_up() {
         status: 0,
         body: Value::Null,
         owner: "another-delivery".into(),
+        claimed_at: 0,
     };
     let mut w = World::with_replies([]);
     w.store
@@ -761,12 +785,12 @@ fn a_fresh_claim_is_a_duplicate_and_a_stale_one_is_looked_up() {
 
     // Eleven seconds on, the claimant is dead: Kraken is asked first, and has the order.
     w.clock += 11 * 1_000_000;
-    w.replies
-        .extend([reply(NONE_OPEN), lookup_found("closed", &key.cl_ord_id())]);
+    w.replies.extend([lookup_found("closed", &key.cl_ord_id())]);
     let d = w.send(config(&[]), LIMIT);
     assert_eq!(body(&d)["status"], "duplicate");
     assert_eq!(body(&d)["txid"], json!(["OFOUND-AAAAA-BBBBBB"]));
-    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders"]);
+    // An open order needs no look-up: Kraken refuses a second one with its cl_ord_id.
+    assert_eq!(methods(&w), ["ClosedOrders"]);
 }
 
 #[test]
@@ -798,9 +822,14 @@ fn a_certain_refusal_drops_the_claim_so_a_resend_may_trade() {
     ]);
     let d = w.send(config(&[]), LIMIT);
     assert_eq!(d.response.status, 503);
-    assert!(!w.store.keys().any(|k| k.starts_with("dd:")));
+    let key = DedupeKey::new(None, LIMIT.as_bytes()).store_keys(NOW.secs(), 60)[0].clone();
+    let released = crate::idempotency::Record::decode(&w.store[&key]).unwrap();
+    assert_eq!(released.state, crate::idempotency::RecordState::Released);
+    // The resend takes the released claim over and trades, without a look-up (the 503 was
+    // certain).
     let d = w.send(config(&[]), LIMIT);
     assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["AddOrder", "AddOrder"]);
 }
 
 #[test]
@@ -910,16 +939,27 @@ fn without_a_store_kraken_is_asked_first() {
         ..host()
     };
     let cl = DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id();
-    let mut w = World::with_replies([reply(NONE_OPEN), reply(NONE_CLOSED), reply(PLACED)]);
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
     let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
     assert_eq!(body(&d)["status"], "placed");
-    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
     assert!(w.ops.is_empty(), "the portable flavour has no store");
 
-    let mut w = World::with_replies([lookup_found("open", &cl)]);
+    // Closed already: a duplicate, nothing sent.
+    let mut w = World::with_replies([lookup_found("closed", &cl)]);
     let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
     assert_eq!(body(&d)["status"], "duplicate");
-    assert_eq!(methods(&w), ["OpenOrders"]);
+    assert_eq!(methods(&w), ["ClosedOrders"]);
+
+    // Still open: Kraken refuses the second order with the same cl_ord_id itself.
+    let mut w = World::with_replies([
+        reply(NONE_CLOSED),
+        reply(r#"{"error":["EOrder:Duplicate order"]}"#),
+        lookup_found("open", &cl),
+    ]);
+    let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder", "OpenOrders"]);
 
     // A failed look-up sent nothing: 503, TradingView may resend.
     let mut w = World::with_replies([Transport::NotSent("refused".into())]);
@@ -927,11 +967,11 @@ fn without_a_store_kraken_is_asked_first() {
     assert_eq!(d.response.status, 503);
 
     // A store that fails is treated like no store.
-    let mut w = World::with_replies([reply(NONE_OPEN), reply(NONE_CLOSED), reply(PLACED)]);
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
     w.store_fails = true;
     let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
     assert_eq!(body(&d)["status"], "placed");
-    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
 }
 
 #[test]
@@ -1127,7 +1167,7 @@ fn cors_only_for_listed_origins() {
 fn a_failed_claim_falls_back_to_asking_kraken() {
     // The store reads work but the claim write fails: a resend could not be recognised, so
     // Kraken is asked before sending.
-    let mut w = World::with_replies([reply(NONE_OPEN), reply(NONE_CLOSED), reply(PLACED)]);
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
     let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
     // Drive by hand, failing only the claim (the first Set of a `dd:` key).
     let mut claim_failed = false;
@@ -1157,7 +1197,7 @@ fn a_failed_claim_falls_back_to_asking_kraken() {
     };
     assert!(claim_failed);
     assert_eq!(body(&d)["status"], "placed");
-    assert_eq!(methods(&w), ["OpenOrders", "ClosedOrders", "AddOrder"]);
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
 }
 
 #[test]
@@ -1187,6 +1227,7 @@ fn the_first_recorded_outcome_is_never_overwritten() {
         status: 200,
         body: json!({"status":"placed","txid":["OWIN"]}),
         owner: "winner".into(),
+        claimed_at: 0,
     };
     let d = loop {
         step = match step {
@@ -1222,37 +1263,178 @@ fn an_unknown_pair_from_kraken_drops_the_cached_pairs() {
     assert!(!w.store.contains_key(crate::outcome::PAIRS_KEY));
 }
 
-#[test]
-fn a_claim_taken_over_in_the_same_instant_backs_off() {
-    // Another delivery of the same alert overwrites our claim between our write and read-back.
-    let mut w = World::with_replies([]);
+/// Drives one delivery of LIMIT; `between` runs right after its in-flight record is written,
+/// as another delivery of the same alert would in the same instant.
+fn race(w: &mut World, between: impl Fn(&mut World, &str)) -> Done {
     let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
     let key = DedupeKey::new(None, LIMIT.as_bytes()).store_keys(NOW.secs(), 60)[0].clone();
-    let d = loop {
+    loop {
         step = match step {
-            Step::Done(d) => break d,
+            Step::Done(d) => return d,
             Step::Store(op, p) => {
                 let is_claim = matches!(&op, StoreOp::Set(k, _) if *k == key);
                 let r = w.store_op(op);
                 if is_claim {
-                    let theirs = crate::idempotency::Record {
-                        state: crate::idempotency::RecordState::InFlight,
-                        first_seen: NOW.secs(),
-                        cl_ord_id: DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id(),
-                        status: 0,
-                        body: Value::Null,
-                        owner: "the-other-delivery".into(),
-                    };
-                    w.store.insert(key.clone(), theirs.encode());
+                    between(w, &key);
                 }
                 p.resume(Input::Store(r), NOW)
             }
             Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
             Step::Wait(..) => panic!("must not wait"),
         };
-    };
+    }
+}
+
+#[test]
+fn a_claim_counted_first_by_another_delivery_backs_off() {
+    // Another delivery of the same alert increments the claim counter first.
+    let mut w = World::with_replies([]);
+    let d = race(&mut w, |w, _| {
+        let counter = DedupeKey::new(None, LIMIT.as_bytes()).claim_keys(NOW.secs())[1].clone();
+        assert_eq!(
+            w.store_op(StoreOp::Increment(counter, 1)),
+            StoreReply::Count(1)
+        );
+    });
     assert_eq!(body(&d)["status"], "duplicate");
     assert_eq!(body(&d)["outcome"], "in_flight");
+}
+
+#[test]
+fn without_atomics_a_claim_overwritten_in_the_same_instant_backs_off() {
+    // A host without atomics: another delivery overwrites our claim between our write and
+    // read-back.
+    let mut w = World::with_replies([]);
+    w.no_atomics = true;
+    let d = race(&mut w, |w, key| {
+        let theirs = crate::idempotency::Record {
+            state: crate::idempotency::RecordState::InFlight,
+            first_seen: NOW.secs(),
+            cl_ord_id: DedupeKey::new(None, LIMIT.as_bytes()).cl_ord_id(),
+            status: 0,
+            body: Value::Null,
+            owner: "the-other-delivery".into(),
+            claimed_at: 0,
+        };
+        w.store.insert(key.to_string(), theirs.encode());
+    });
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(body(&d)["outcome"], "in_flight");
+}
+
+#[test]
+fn without_atomics_every_order_is_looked_up_first() {
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
+    w.no_atomics = true;
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
+    // The resend is still answered from the record.
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
+}
+
+#[test]
+fn a_slow_store_claims_nothing_and_releases_its_record() {
+    // The in-flight record took longer than the claim window to write: 503, released, and
+    // the resend trades.
+    let mut w = World::with_replies([reply(PLACED)]);
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Store(op, p) => {
+                let slow = matches!(&op, StoreOp::Set(k, _) if k.starts_with("dd:"));
+                let r = w.store_op(op);
+                let late = if slow {
+                    crate::idempotency::CLAIM_WINDOW_MS * 1_000 + 1_000
+                } else {
+                    0
+                };
+                p.resume(Input::Store(r), Now(NOW.0 + late))
+            }
+            Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
+            Step::Wait(..) => panic!("must not wait"),
+        };
+    };
+    assert_eq!(d.response.status, 503);
+    assert!(!w
+        .ops
+        .iter()
+        .any(|op| matches!(op, StoreOp::Increment(k, _) if k.starts_with("dc:"))));
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "placed");
+}
+
+#[test]
+fn a_released_claim_is_taken_over_by_one_delivery_only() {
+    let key = DedupeKey::new(None, LIMIT.as_bytes());
+    let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
+    let released = crate::idempotency::Record {
+        state: crate::idempotency::RecordState::Released,
+        first_seen: NOW.secs(),
+        cl_ord_id: key.cl_ord_id(),
+        status: 0,
+        body: Value::Null,
+        owner: "gone".into(),
+        claimed_at: 0,
+    };
+    let mut w = World::with_replies([]);
+    w.store.insert(record_key.clone(), released.encode());
+    // Another delivery swaps it first, between our read and our swap.
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Store(op, p) => {
+                if matches!(&op, StoreOp::Swap { .. }) {
+                    let mut other = released.clone();
+                    other.state = crate::idempotency::RecordState::InFlight;
+                    other.owner = "other".into();
+                    w.store.insert(record_key.clone(), other.encode());
+                }
+                let r = w.store_op(op);
+                p.resume(Input::Store(r), NOW)
+            }
+            Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
+            Step::Wait(..) => panic!("must not wait"),
+        };
+    };
+    assert_eq!(body(&d)["outcome"], "in_flight");
+}
+
+#[test]
+fn a_key_budget_forgets_into_a_filter_and_the_resend_is_looked_up() {
+    // A store capped at 64 keys: alerts beyond it push the oldest records out; a resend of
+    // a forgotten alert is looked up on Kraken (and found), a new alert is not.
+    let cfg = || config(&[("state_max_keys", "64"), ("rate_limit_per_minute", "1000")]);
+    let mut w = World::with_replies([]);
+    for i in 0..120 {
+        // Two alerts a second.
+        w.clock += 500_000;
+        w.replies.push_back(reply(PLACED));
+        let d = w.send(cfg(), &alert_with_id(&format!("a{i:03}")));
+        assert_eq!(body(&d)["status"], "placed", "{i}");
+    }
+    let records = w.store.keys().filter(|k| k.starts_with("dd:")).count();
+    assert!(records < 120, "{records} records kept");
+    assert!(w.store.keys().any(|k| k.starts_with("fg:")));
+    // Pruning runs every eight alerts: the store overshoots its budget by at most their keys.
+    assert!(w.store.len() <= 64 + 3 * 8, "{} keys", w.store.len());
+    let sent = w.calls.len();
+    // The first alert's record is gone: its resend asks Kraken, which has it.
+    assert!(!w.store.keys().any(|k| k.ends_with("id:a000")));
+    let cl = DedupeKey::new(Some("a000"), b"").cl_ord_id();
+    w.replies.push_back(lookup_found("closed", &cl));
+    let d = w.send(cfg(), &alert_with_id("a000"));
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(methods(&w)[sent..], ["ClosedOrders"]);
+    // A fresh alert is not looked up (it is not in the filter).
+    w.replies.push_back(reply(PLACED));
+    let d = w.send(cfg(), &alert_with_id("fresh"));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w)[sent + 1..], ["AddOrder"]);
 }
 
 #[test]

@@ -21,11 +21,18 @@ pub fn send(call: &Call) -> Transport {
     let Some((scheme, authority, path)) = split_url(&call.url) else {
         return Transport::NotSent("kraken_api_url is not a URL".into());
     };
-    let entries: Vec<(String, Vec<u8>)> = call
+    let mut entries: Vec<(String, Vec<u8>)> = call
         .headers
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
         .collect();
+    // Framed as Kraken's own clients frame a request: a known length, never chunked.
+    if call.method != "GET" {
+        entries.push((
+            "content-length".into(),
+            call.body.len().to_string().into_bytes(),
+        ));
+    }
     let Ok(headers) = Fields::from_list(&entries) else {
         return Transport::NotSent("invalid request header".into());
     };

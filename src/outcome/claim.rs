@@ -1,0 +1,481 @@
+//! The claim: of every delivery of one alert, on any number of instances that share the
+//! state store, exactly one trades (contract 2.4).
+//!
+//! ```text
+//! read the record (this bucket, the previous one)
+//!   ├ done, or in flight ─────────────────────────────────────────▶ 200 duplicate
+//!   ├ released, or in flight and stale ─ swap it for our claim ─ won ─▶ trade (stale: look up first)
+//!   │                                                            └ lost ─▶ 200 duplicate
+//!   └ none ─▶ [forgotten-keys filters: may name it ─▶ look up first]
+//!        ─▶ count the minute (increment) ─ over the limit ─────────────▶ 429
+//!        ─▶ write an in-flight record ─ slower than CLAIM_WINDOW_MS ──▶ 503, released
+//!        ─▶ increment both claim counters ─ both 1 ─▶ trade
+//!                                            └ more ─▶ read the record ─▶ 200 duplicate
+//! ```
+//!
+//! `increment` and a swap from an existing value are atomic on every store Spin ships
+//! (SQLite and Redis); a swap from an absent key is not on SQLite, so a fresh key is claimed
+//! with counters, never with a swap. A host without atomics answers `Unsupported`: the claim
+//! then falls back to writing the record and reading it back, and every order is looked up
+//! on Kraken before it is sent.
+
+use super::{Claim, Finish, Pending, Stage};
+use crate::audit::Event;
+use crate::config::Level;
+use crate::idempotency::{self, Forgotten, Record, RecordState, CLAIM_WINDOW_MS};
+use crate::rate_limit;
+use crate::reject::Reject;
+use crate::store::{StoreOp, StoreReply};
+use serde_json::Value;
+
+/// Prune the store on the first alert of each minute and every this many alerts after.
+const PRUNE_EVERY: i64 = 8;
+
+impl Pending {
+    // ---- the dedupe read ---------------------------------------------------------------
+
+    pub(super) fn dedupe_read(self, i: usize) -> Step {
+        let k = self.store_keys[i].clone();
+        self.store(Stage::DedupeRead(i), StoreOp::Get(k))
+    }
+
+    pub(super) fn on_dedupe_read(mut self, i: usize, reply: StoreReply) -> Step {
+        let now = self.cx.host.now.secs();
+        let ttl = self.key.ttl(self.cx.config.dedupe_window_seconds);
+        match reply {
+            StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
+                Some(r) if r.is_live(now, ttl) => match r.state {
+                    RecordState::Done => self.duplicate(&r, false),
+                    RecordState::InFlight if !r.is_stale(now) => self.duplicate(&r, false),
+                    // The owner died (stale), or answered 503 (released): take it over.
+                    RecordState::InFlight | RecordState::Released => {
+                        // A dead owner may have reached Kraken: ask Kraken first.
+                        self.lookup_first |= r.state == RecordState::InFlight;
+                        self.record_key = self.store_keys[i].clone();
+                        self.found = Some(bytes);
+                        self.take_over(r)
+                    }
+                },
+                _ => self.next_dedupe_read(i),
+            },
+            StoreReply::Value(None) => self.next_dedupe_read(i),
+            _ => self.store_failed(),
+        }
+    }
+
+    fn next_dedupe_read(self, i: usize) -> Step {
+        if i + 1 < self.store_keys.len() {
+            self.dedupe_read(i + 1)
+        } else {
+            self.forgotten_read(0)
+        }
+    }
+
+    /// Without a working store, Kraken's own records are the dedupe.
+    fn store_failed(mut self) -> Step {
+        self.store_ok = false;
+        self.lookup_first = true;
+        self.prepare()
+    }
+
+    // ---- records forgotten under a key budget ------------------------------------------
+
+    /// Under a key budget, records may have been deleted inside their horizon; the filters
+    /// name them, and an alert a filter may name is looked up on Kraken first.
+    fn forgotten_read(self, i: usize) -> Step {
+        if self.cx.config.state_max_keys.is_none() {
+            return self.rate_count();
+        }
+        let keys = self.key.forgotten_keys(
+            self.cx.host.now.secs(),
+            self.cx.config.dedupe_window_seconds,
+        );
+        match keys.get(i) {
+            Some(k) => {
+                let k = k.clone();
+                self.store(Stage::ForgottenRead(i), StoreOp::Get(k))
+            }
+            None => self.rate_count(),
+        }
+    }
+
+    pub(super) fn on_forgotten_read(mut self, i: usize, reply: StoreReply) -> Step {
+        match reply {
+            StoreReply::Value(Some(bytes)) => {
+                if Forgotten::decode(&bytes).may_contain(&self.key.as_store_key()) {
+                    self.lookup_first = true;
+                }
+            }
+            StoreReply::Value(None) => {}
+            // Whether it was forgotten cannot be known: ask Kraken.
+            _ => self.lookup_first = true,
+        }
+        self.forgotten_read(i + 1)
+    }
+
+    // ---- taking over a stale or released claim -----------------------------------------
+
+    fn take_over(self, old: Record) -> Step {
+        let mine = Record {
+            state: RecordState::InFlight,
+            first_seen: old.first_seen,
+            cl_ord_id: self.cl_ord_id.clone(),
+            status: 0,
+            body: Value::Null,
+            owner: self.cx.host.request_id.clone(),
+            claimed_at: self.cx.host.now.secs(),
+        }
+        .encode();
+        let expected = self.found.clone().expect("found record");
+        let key = self.record_key.clone();
+        let mut this = self;
+        this.claim = Claim::Written(mine.clone());
+        this.store(
+            Stage::Takeover,
+            StoreOp::Swap {
+                key,
+                expected,
+                new: mine,
+            },
+        )
+    }
+
+    pub(super) fn on_takeover(mut self, reply: StoreReply) -> Step {
+        let mine = match std::mem::replace(&mut self.claim, Claim::None) {
+            Claim::Written(bytes) => bytes,
+            other => unreachable!("takeover without a record: {other:?}"),
+        };
+        match reply {
+            StoreReply::Swapped(true) => {
+                self.claim = Claim::Owned(mine);
+                self.prepare()
+            }
+            // Another delivery took it over first.
+            StoreReply::Swapped(false) => {
+                let k = self.record_key.clone();
+                self.store(Stage::LostRead, StoreOp::Get(k))
+            }
+            StoreReply::Unsupported => {
+                // No atomics: write the claim and read it back, and ask Kraken first.
+                self.atomics = false;
+                self.lookup_first = true;
+                self.claim = Claim::Written(mine.clone());
+                let k = self.record_key.clone();
+                self.store(Stage::Tentative, StoreOp::Set(k, mine))
+            }
+            _ => self.store_failed(),
+        }
+    }
+
+    // ---- the rate limit ----------------------------------------------------------------
+
+    fn rate_count(self) -> Step {
+        let k = rate_limit::key(self.cx.host.now.secs());
+        self.store(Stage::RateCount, StoreOp::Increment(k, 1))
+    }
+
+    pub(super) fn on_rate_count(mut self, reply: StoreReply) -> Step {
+        match reply {
+            StoreReply::Count(n) => {
+                self.rate_count = n;
+                if n > i64::from(self.cx.config.rate_limit_per_minute) {
+                    return self.rate_limited();
+                }
+                self.write_claim()
+            }
+            StoreReply::Unsupported => {
+                self.atomics = false;
+                self.lookup_first = true;
+                let k = rate_limit::key(self.cx.host.now.secs());
+                self.store(Stage::RateRead, StoreOp::Get(k))
+            }
+            // The count cannot be kept: the limit is not enforced for this alert.
+            _ => self.write_claim(),
+        }
+    }
+
+    /// Without atomics: read the count and write it back (two deliveries in one instant
+    /// may both count as one).
+    pub(super) fn on_rate_read(mut self, reply: StoreReply) -> Step {
+        let StoreReply::Value(value) = reply else {
+            return self.write_claim();
+        };
+        let count = rate_limit::count(value.as_deref());
+        if count >= self.cx.config.rate_limit_per_minute {
+            return self.rate_limited();
+        }
+        self.rate_count = i64::from(count) + 1;
+        let op = StoreOp::Set(
+            rate_limit::key(self.cx.host.now.secs()),
+            self.rate_count.to_string().into_bytes(),
+        );
+        self.store(Stage::RateWrite, op)
+    }
+
+    fn rate_limited(self) -> Step {
+        let retry_after = rate_limit::retry_after(self.cx.host.now.secs());
+        let event = Event::new(Level::Warn, "rate_limited")
+            .with("limit_per_minute", self.cx.config.rate_limit_per_minute);
+        self.cx
+            .reject(Reject::RateLimited { retry_after }, Some(event))
+    }
+
+    // ---- the claim of a fresh key ------------------------------------------------------
+
+    fn in_flight(&self) -> Vec<u8> {
+        Record {
+            state: RecordState::InFlight,
+            first_seen: self.started.secs(),
+            cl_ord_id: self.cl_ord_id.clone(),
+            status: 0,
+            body: Value::Null,
+            owner: self.cx.host.request_id.clone(),
+            claimed_at: self.started.secs(),
+        }
+        .encode()
+    }
+
+    /// Writes the in-flight record before claiming, so that a delivery that loses the
+    /// claim, or comes later, finds it, and so that an owner that dies leaves a record that
+    /// goes stale.
+    pub(super) fn write_claim(mut self) -> Step {
+        let mine = self.in_flight();
+        self.claim = Claim::Written(mine.clone());
+        let k = self.record_key.clone();
+        self.store(Stage::Tentative, StoreOp::Set(k, mine))
+    }
+
+    pub(super) fn on_tentative(mut self, reply: StoreReply) -> Step {
+        if reply != StoreReply::Done {
+            self.claim = Claim::None;
+            return self.store_failed();
+        }
+        if !self.atomics {
+            // Read the claim back: a delivery that wrote in the same instant leaves its own
+            // owner there. Best effort only: Kraken is asked first in any case.
+            let k = self.record_key.clone();
+            return self.store(Stage::ClaimVerify, StoreOp::Get(k));
+        }
+        let spent = self
+            .cx
+            .host
+            .now
+            .millis()
+            .saturating_sub(self.started.millis());
+        if spent > CLAIM_WINDOW_MS {
+            // Too slow to be sure every simultaneous delivery shares a counter with this one:
+            // place nothing, release the record, and let the resend claim.
+            return self.unavailable(format!(
+                "the state store took {spent} ms to record the claim"
+            ));
+        }
+        self.claim_count(0)
+    }
+
+    fn claim_count(self, i: usize) -> Step {
+        let k = self.key.claim_keys(self.started.secs())[i].clone();
+        self.store(Stage::ClaimCount(i), StoreOp::Increment(k, 1))
+    }
+
+    pub(super) fn on_claim_count(mut self, i: usize, reply: StoreReply) -> Step {
+        match reply {
+            StoreReply::Count(1) if i == 0 => self.claim_count(1),
+            StoreReply::Count(1) => {
+                self.claim = match std::mem::replace(&mut self.claim, Claim::None) {
+                    Claim::Written(bytes) => Claim::Owned(bytes),
+                    other => other,
+                };
+                self.prepare()
+            }
+            StoreReply::Count(_) => {
+                // Another delivery of this alert claimed it.
+                self.claim = Claim::None;
+                let k = self.record_key.clone();
+                self.store(Stage::LostRead, StoreOp::Get(k))
+            }
+            StoreReply::Unsupported => {
+                self.atomics = false;
+                self.lookup_first = true;
+                let k = self.record_key.clone();
+                self.store(Stage::ClaimVerify, StoreOp::Get(k))
+            }
+            _ => {
+                self.claim = Claim::None;
+                self.store_failed()
+            }
+        }
+    }
+
+    /// A delivery that lost the claim answers as a duplicate of what the record says now.
+    pub(super) fn on_lost_read(mut self, reply: StoreReply) -> Step {
+        self.claim = Claim::None;
+        let record = match reply {
+            StoreReply::Value(Some(bytes)) => Record::decode(&bytes),
+            _ => None,
+        };
+        let record = match record {
+            Some(r) if r.state == RecordState::Done => r,
+            _ => Record {
+                state: RecordState::InFlight,
+                first_seen: self.started.secs(),
+                cl_ord_id: self.cl_ord_id.clone(),
+                status: 0,
+                body: Value::Null,
+                owner: String::new(),
+                claimed_at: 0,
+            },
+        };
+        self.duplicate(&record, false)
+    }
+
+    /// Without atomics: the record read back names this delivery, or another one won.
+    pub(super) fn on_claim_verify(mut self, reply: StoreReply) -> Step {
+        match reply {
+            StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
+                Some(r) if r.owner != self.cx.host.request_id => {
+                    self.claim = Claim::None;
+                    self.duplicate(&r, false)
+                }
+                _ => {
+                    self.claim = match std::mem::replace(&mut self.claim, Claim::None) {
+                        Claim::Written(b) => Claim::Owned(b),
+                        other => other,
+                    };
+                    self.prepare()
+                }
+            },
+            _ => {
+                self.claim = Claim::None;
+                self.store_failed()
+            }
+        }
+    }
+
+    // ---- after the answer is decided ---------------------------------------------------
+
+    /// The store operations that give up this delivery's claim after a `503`: the record
+    /// becomes `released` (atomically, only if it is still this delivery's), so the resend
+    /// takes it over at once.
+    pub(super) fn release_ops(&self) -> Vec<StoreOp> {
+        let (Claim::Owned(mine) | Claim::Written(mine)) = &self.claim else {
+            return Vec::new();
+        };
+        if !self.store_ok {
+            return Vec::new();
+        }
+        let Some(mut record) = Record::decode(mine) else {
+            return Vec::new();
+        };
+        if !self.atomics {
+            return vec![StoreOp::Delete(self.record_key.clone())];
+        }
+        record.state = RecordState::Released;
+        vec![StoreOp::Swap {
+            key: self.record_key.clone(),
+            expected: mine.clone(),
+            new: record.encode(),
+        }]
+    }
+
+    /// Whether this answer prunes the store.
+    pub(super) fn prunes(&self) -> bool {
+        self.store_ok && self.rate_count % PRUNE_EVERY == 1
+    }
+
+    pub(super) fn on_record_check(mut self, reply: StoreReply) -> Step {
+        // The first recorded outcome stands.
+        let recorded = matches!(&reply, StoreReply::Value(Some(bytes))
+            if Record::decode(bytes).is_some_and(|r| r.state == RecordState::Done));
+        let key = self.record_key.clone();
+        let f = self.finishing();
+        if let Some(record) = f.record.take() {
+            if !recorded {
+                f.ops.push_front(StoreOp::Set(key, record));
+            }
+        }
+        self.next_op()
+    }
+
+    fn finishing(&mut self) -> &mut Finish {
+        self.finish.as_mut().expect("finishing")
+    }
+
+    /// Runs the remaining store writes, then the pruning pass, then answers.
+    pub(super) fn next_op(mut self) -> Step {
+        let f = self.finishing();
+        if f.record.is_some() {
+            let key = self.record_key.clone();
+            return self.store(Stage::RecordCheck, StoreOp::Get(key));
+        }
+        if let Some(op) = f.ops.pop_front() {
+            return self.store(Stage::Finishing, op);
+        }
+        if let Some((filter, _)) = f.forget.first() {
+            let filter = filter.clone();
+            return self.store(Stage::ForgetRead, StoreOp::Get(filter));
+        }
+        if f.prune {
+            f.prune = false;
+            return self.store(Stage::PruneKeys, StoreOp::Keys);
+        }
+        let f = self.finish.take().expect("finishing");
+        debug_assert_eq!(f.status, f.response.status);
+        self.cx.finish(f.response, f.events)
+    }
+
+    // ---- pruning -----------------------------------------------------------------------
+
+    pub(super) fn on_prune_keys(mut self, reply: StoreReply) -> Step {
+        let StoreReply::Keys(keys) = reply else {
+            return self.next_op();
+        };
+        let plan = idempotency::prune(
+            &keys,
+            self.cx.host.now.secs(),
+            self.cx.config.state_max_keys,
+        );
+        let f = self.finishing();
+        f.ops.extend(plan.delete.into_iter().map(StoreOp::Delete));
+        if plan.forget.is_empty() {
+            return self.next_op();
+        }
+        // Forgetting records inside their horizon rewrites the filters: one request at a
+        // time, under a lease.
+        f.forget = plan.forget;
+        let lease = idempotency::prune_lease_key(self.cx.host.now.secs());
+        self.store(Stage::PruneLease, StoreOp::Increment(lease, 1))
+    }
+
+    pub(super) fn on_prune_lease(mut self, reply: StoreReply) -> Step {
+        let ours = matches!(reply, StoreReply::Count(1) | StoreReply::Unsupported);
+        if !ours {
+            // Another request prunes this slot.
+            self.finishing().forget.clear();
+        }
+        self.next_op()
+    }
+
+    pub(super) fn on_forget_read(mut self, reply: StoreReply) -> Step {
+        let mut filter = match reply {
+            StoreReply::Value(Some(bytes)) => Forgotten::decode(&bytes),
+            StoreReply::Value(None) => Forgotten::new(),
+            _ => {
+                // The filter cannot be read: forget nothing this time.
+                self.finishing().forget.clear();
+                return self.next_op();
+            }
+        };
+        let (key, records) = self.finishing().forget.remove(0);
+        for (_, name) in &records {
+            filter.insert(name);
+        }
+        // The filter first, then the records it names.
+        let f = self.finishing();
+        f.ops.push_back(StoreOp::Set(key, filter.encode()));
+        f.ops
+            .extend(records.into_iter().map(|(k, _)| StoreOp::Delete(k)));
+        self.next_op()
+    }
+}
+
+use crate::bridge::Step;
