@@ -5,14 +5,13 @@
 //! reads against an in-memory store, pair resolution from the cached pairs, planning,
 //! signing), and Kraken signing alone. Run with `scripts/bench`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 use tv_kraken_bridge::bridge::{self, Host, Input, Request, Step};
 use tv_kraken_bridge::config::Config;
 use tv_kraken_bridge::kraken::reply::Transport;
 use tv_kraken_bridge::kraken::sign::api_sign;
-use tv_kraken_bridge::store::{StoreOp, StoreReply};
+use tv_kraken_bridge::store::MemoryStore;
 use tv_kraken_bridge::time::Now;
 
 const SECRET: &str = "bench-webhook-secret-0123456789abcdef";
@@ -27,7 +26,7 @@ fn body(i: u64) -> String {
 }
 
 /// Runs one alert through the core until the signed AddOrder; returns its body length.
-fn handler(config: &Config, store: &mut BTreeMap<String, Vec<u8>>, i: u64) -> usize {
+fn handler(config: &Config, store: &mut MemoryStore, i: u64) -> usize {
     let now = Now(1_764_355_200_000_000 + i);
     let host = Host {
         now,
@@ -54,33 +53,7 @@ fn handler(config: &Config, store: &mut BTreeMap<String, Vec<u8>>, i: u64) -> us
                 now,
             ),
             Step::Store(op, pending) => {
-                let reply = match op {
-                    StoreOp::Get(k) => StoreReply::Value(store.get(&k).cloned()),
-                    StoreOp::Set(k, v) => {
-                        store.insert(k, v);
-                        StoreReply::Done
-                    }
-                    StoreOp::Delete(k) => {
-                        store.remove(&k);
-                        StoreReply::Done
-                    }
-                    StoreOp::Keys => StoreReply::Keys(store.keys().cloned().collect()),
-                    StoreOp::Increment(k, delta) => {
-                        let old = store
-                            .get(&k)
-                            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                            .map_or(0, i64::from_le_bytes);
-                        store.insert(k, (old + delta).to_le_bytes().to_vec());
-                        StoreReply::Count(old + delta)
-                    }
-                    StoreOp::Swap { key, expected, new } => {
-                        let same = store.get(&key) == Some(&expected);
-                        if same {
-                            store.insert(key, new);
-                        }
-                        StoreReply::Swapped(same)
-                    }
-                };
+                let reply = store.apply(op);
                 pending.resume(Input::Store(reply), now)
             }
             Step::Wait(_, pending) => pending.resume(Input::Waited, now),
@@ -113,7 +86,7 @@ fn main() {
     let bodies: Vec<String> = (0..iterations).map(body).collect();
 
     // Warm up, then measure the floor and each path in the same run.
-    let mut store = BTreeMap::new();
+    let mut store = MemoryStore::default();
     handler(&config, &mut store, 0);
     let floor = time(iterations, |i| {
         black_box(
@@ -131,7 +104,7 @@ fn main() {
             .unwrap(),
         );
     });
-    let mut store = BTreeMap::new();
+    let mut store = MemoryStore::default();
     let whole = time(iterations, |i| {
         black_box(handler(&config, &mut store, i + 1));
     });

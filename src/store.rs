@@ -53,3 +53,64 @@ pub enum StoreReply {
     /// The store failed; the text is for the audit log.
     Failed(String),
 }
+
+/// An in-memory store with the semantics of Spin's local (SQLite) store, for the core's
+/// tests, the benchmark and the fuzzer: counters as 8 little-endian bytes, swaps only from
+/// an existing value. With `atomics` off it answers the atomic operations `Unsupported`,
+/// as a host without `wasi:keyvalue/atomics` does.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    /// Every key and value.
+    pub map: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Whether `Increment` and `Swap` are supported.
+    pub atomics: bool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            map: Default::default(),
+            atomics: true,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Performs one operation.
+    pub fn apply(&mut self, op: StoreOp) -> StoreReply {
+        match op {
+            StoreOp::Get(k) => StoreReply::Value(self.map.get(&k).cloned()),
+            StoreOp::Set(k, v) => {
+                self.map.insert(k, v);
+                StoreReply::Done
+            }
+            StoreOp::Delete(k) => {
+                self.map.remove(&k);
+                StoreReply::Done
+            }
+            StoreOp::Keys => StoreReply::Keys(self.map.keys().cloned().collect()),
+            StoreOp::Increment(..) | StoreOp::Swap { .. } if !self.atomics => {
+                StoreReply::Unsupported
+            }
+            StoreOp::Increment(k, delta) => {
+                let old = match self.map.get(&k) {
+                    None => 0,
+                    Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
+                        Ok(bytes) => i64::from_le_bytes(bytes),
+                        Err(_) => return StoreReply::Failed("not a counter".into()),
+                    },
+                };
+                let new = old.saturating_add(delta);
+                self.map.insert(k, new.to_le_bytes().to_vec());
+                StoreReply::Count(new)
+            }
+            StoreOp::Swap { key, expected, new } => {
+                let same = self.map.get(&key) == Some(&expected);
+                if same {
+                    self.map.insert(key, new);
+                }
+                StoreReply::Swapped(same)
+            }
+        }
+    }
+}

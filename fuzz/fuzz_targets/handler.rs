@@ -30,7 +30,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::collections::BTreeMap;
 use tv_kraken_bridge::alert::MAX_BODY_BYTES;
 use tv_kraken_bridge::auth;
 use tv_kraken_bridge::bridge::{self, Done, Host, Input, Request, Step};
@@ -39,7 +38,7 @@ use tv_kraken_bridge::kraken::pairs::Pairs;
 use tv_kraken_bridge::kraken::reply::Transport;
 use tv_kraken_bridge::kraken::request::Call;
 use tv_kraken_bridge::outcome::{BUDGET_MS, ORDER_DEADLINE_MS, PAIRS_KEY};
-use tv_kraken_bridge::store::{StoreOp, StoreReply};
+use tv_kraken_bridge::store::{MemoryStore, StoreOp, StoreReply};
 use tv_kraken_bridge::time::Now;
 
 const WEBHOOK_SECRET: &str = "fuzz-webhook-secret-0123456789abcdefXYZ";
@@ -120,7 +119,7 @@ enum StoreMode {
 }
 
 struct World {
-    store: BTreeMap<String, Vec<u8>>,
+    store: MemoryStore,
     store_mode: StoreMode,
     script: [u8; 8],
     next: usize,
@@ -157,18 +156,7 @@ impl World {
             StoreMode::ReadOnly if write => return StoreReply::Failed("store is read-only".into()),
             _ => {}
         }
-        match op {
-            StoreOp::Get(k) => StoreReply::Value(self.store.get(&k).cloned()),
-            StoreOp::Set(k, v) => {
-                self.store.insert(k, v);
-                StoreReply::Done
-            }
-            StoreOp::Delete(k) => {
-                self.store.remove(&k);
-                StoreReply::Done
-            }
-            StoreOp::Keys => StoreReply::Keys(self.store.keys().cloned().collect()),
-        }
+        self.store.apply(op)
     }
 
     /// Kraken's answer to `call`, how long it took (µs), and what it means for an order.
@@ -626,7 +614,7 @@ fuzz_target!(|data: &[u8]| {
         _ => StoreMode::Healthy,
     };
     let mut world = World {
-        store: BTreeMap::new(),
+        store: MemoryStore::default(),
         store_mode,
         script,
         next: 0,
@@ -647,7 +635,7 @@ fuzz_target!(|data: &[u8]| {
             format!(r#"{{"fetched_at":{},"pairs":"#, NOW / 1_000_000 - 3_540).into_bytes();
         cache.extend_from_slice(&kept.encode());
         cache.push(b'}');
-        world.store.insert(PAIRS_KEY.to_string(), cache);
+        world.store.map.insert(PAIRS_KEY.to_string(), cache);
     }
     let no_store = bit(flags, 3);
     let host = |now: u64, id: &str| Host {

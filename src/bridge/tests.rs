@@ -86,39 +86,13 @@ impl World {
         if self.store_fails {
             return StoreReply::Failed("store down".into());
         }
-        match op {
-            StoreOp::Get(k) => StoreReply::Value(self.store.get(&k).cloned()),
-            StoreOp::Set(k, v) => {
-                self.store.insert(k, v);
-                StoreReply::Done
-            }
-            StoreOp::Delete(k) => {
-                self.store.remove(&k);
-                StoreReply::Done
-            }
-            StoreOp::Keys => StoreReply::Keys(self.store.keys().cloned().collect()),
-            StoreOp::Increment(..) | StoreOp::Swap { .. } if self.no_atomics => {
-                StoreReply::Unsupported
-            }
-            // As Spin's SQLite store keeps a counter: 8 little-endian bytes.
-            StoreOp::Increment(k, delta) => {
-                let old = self
-                    .store
-                    .get(&k)
-                    .map(|v| i64::from_le_bytes(v.as_slice().try_into().expect("a counter")))
-                    .unwrap_or(0);
-                self.store.insert(k, (old + delta).to_le_bytes().to_vec());
-                StoreReply::Count(old + delta)
-            }
-            StoreOp::Swap { key, expected, new } => {
-                if self.store.get(&key) == Some(&expected) {
-                    self.store.insert(key, new);
-                    StoreReply::Swapped(true)
-                } else {
-                    StoreReply::Swapped(false)
-                }
-            }
-        }
+        let mut store = crate::store::MemoryStore {
+            map: std::mem::take(&mut self.store),
+            atomics: !self.no_atomics,
+        };
+        let reply = store.apply(op);
+        self.store = store.map;
+        reply
     }
 
     /// Drives `step` to its response.
