@@ -144,7 +144,8 @@ mod tests {
         let spin = world_imports("bridge-spin");
         for name in [
             "fermyon:spin/variables@2.0.0",
-            "fermyon:spin/key-value@2.0.0",
+            "wasi:keyvalue/store@0.2.0-draft2",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
             "wasi:http/outgoing-handler@0.2.0",
             "wasi:http/types@0.2.0",
             "wasi:io/streams@0.2.0",
@@ -159,6 +160,16 @@ mod tests {
             !spin
                 .iter()
                 .any(|n| n.starts_with("wasi:filesystem") || n.starts_with("wasi:sockets"))
+        );
+        assert!(
+            !spin.contains(&"fermyon:spin/key-value@2.0.0".to_string()),
+            "{spin:#?}"
+        );
+        let noatomics = world_imports("bridge-spin-noatomics");
+        assert!(noatomics.contains(&"fermyon:spin/key-value@2.0.0".to_string()));
+        assert!(
+            !noatomics.iter().any(|n| n.starts_with("wasi:keyvalue")),
+            "{noatomics:#?}"
         );
         let wasi = world_imports("bridge-wasi");
         assert!(wasi.contains(&"wasi:cli/environment@0.2.0".to_string()));
