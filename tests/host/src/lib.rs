@@ -5,8 +5,12 @@
 //! * [`SpinHost`]: an embedded wasmtime 48 host that emulates Spin for the
 //!   Spin flavour (`fermyon:spin/variables@2.0.0`, `fermyon:spin/key-value@2.0.0`,
 //!   `allowed_outbound_hosts`, the `spin-*` request headers, a fresh instance
-//!   per request). Guest stdout/stderr and outbound HTTP requests are captured
-//!   per request.
+//!   per request). Guest
+//!   stdout/stderr and outbound HTTP requests are captured per request. Its
+//!   key-value store, [`KeyValueStore`], has Spin's SQLite semantics in memory
+//!   or drives a real Redis server (see [`RedisServer`]) as Spin's Redis
+//!   backend does, can be shared by several hosts (a fleet), and has fault
+//!   switches and operation counters.
 //! * [`ServeHost`]: the real `wasmtime serve -Scli` CLI for the portable
 //!   flavour, settings passed as inherited environment variables.
 //!
@@ -30,6 +34,8 @@
 mod allowed_hosts;
 mod engine;
 mod exchange;
+mod kv;
+mod redis_server;
 mod serve;
 mod spin;
 mod world;
@@ -40,8 +46,13 @@ use std::sync::OnceLock;
 pub use allowed_hosts::AllowedHost;
 pub use engine::{compiled_component, engine};
 pub use exchange::{Exchange, OutboundRecord};
+pub use kv::{
+    Cas, DEFAULT_OP_DELAY, FAILING_MESSAGE, KEY_LIMIT_MESSAGE, KeyValueStore, KvError, OpCounts,
+    SwapError,
+};
+pub use redis_server::RedisServer;
 pub use serve::{ServeHost, ServeHostBuilder, find_wasmtime_cli, wasmtime_cli};
-pub use spin::{KeyValueStore, SpinHost, SpinHostBuilder};
+pub use spin::{SpinHost, SpinHostBuilder};
 pub use world::{check_world, component_imports, world_imports};
 
 /// The two builds of the component (see `scripts/build.sh`).

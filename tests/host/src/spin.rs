@@ -1,5 +1,5 @@
 //! [`SpinHost`]: an embedded wasmtime 48 host that runs the Spin flavour the
-//! way `spin up` (Spin 3.x, WASIp2 HTTP trigger) does.
+//! way `spin up` (Spin v4.0.2, WASIp2 HTTP trigger) does.
 //!
 //! What is emulated:
 //!
@@ -7,10 +7,14 @@
 //!   per request;
 //! * `fermyon:spin/variables@2.0.0` from a fixed map (names validated like
 //!   Spin; an unknown name is `error::undefined`);
-//! * `fermyon:spin/key-value@2.0.0` backed by one in-memory store shared by
-//!   all requests of a host (label `default`; a label the component was not
-//!   granted is `access-denied`, a granted label other than `default` is
-//!   `no-such-store`; at most 256 open stores per instance);
+//! * `fermyon:spin/key-value@2.0.0` backed by one [`KeyValueStore`] shared by
+//!   all requests of a host, and by every host built with a clone of it
+//!   (label `default`; a label the component was not granted is
+//!   `access-denied`, a granted label other than `default` is
+//!   `no-such-store`; at most 256 open stores per instance); the host
+//!   functions are async and every store operation yields to the scheduler
+//!   and waits a small random delay first, so the operations of concurrent
+//!   requests interleave as on Spin;
 //! * `allowed_outbound_hosts`: requests to any other origin fail with
 //!   `error-code::HTTP-request-denied` before anything is sent; allowed ones go
 //!   to the real network through wasmtime-wasi-http's default sender;
@@ -42,6 +46,7 @@ use wasmtime_wasi_http::{
 use crate::allowed_hosts::AllowedHost;
 use crate::engine::{Key, cache_key, compiled_component, engine};
 use crate::exchange::{Exchange, OutboundRecord};
+use crate::kv::{KeyValueStore, KvError};
 
 mod bindings {
     //! Host side of the Spin interfaces, generated from the repository's `wit/`.
@@ -51,6 +56,9 @@ mod bindings {
             import fermyon:spin/variables@2.0.0;
             import fermyon:spin/key-value@2.0.0;
         ",
+        imports: {
+            "fermyon:spin/key-value": async,
+        },
         with: {
             "fermyon:spin/key-value.store": super::OpenStore,
         },
@@ -65,59 +73,6 @@ const STDIO_CAPACITY: usize = 4 << 20;
 const STORE_TABLE_CAPACITY: usize = 256;
 /// The only store the emulated runtime defines.
 const DEFAULT_STORE: &str = "default";
-
-/// The in-memory key-value store shared by all requests of a [`SpinHost`]
-/// (Spin's `default` store). Cloning shares the same data.
-#[derive(Debug, Clone, Default)]
-pub struct KeyValueStore(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
-
-impl KeyValueStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The underlying shared map.
-    pub fn shared(&self) -> Arc<Mutex<BTreeMap<String, Vec<u8>>>> {
-        self.0.clone()
-    }
-
-    /// Value of `key`.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.lock().unwrap().get(key).cloned()
-    }
-
-    /// Set `key` to `value`.
-    pub fn set(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.0.lock().unwrap().insert(key.into(), value.into());
-    }
-
-    /// Remove `key`; returns whether it existed.
-    pub fn delete(&self, key: &str) -> bool {
-        self.0.lock().unwrap().remove(key).is_some()
-    }
-
-    /// All keys, sorted.
-    pub fn keys(&self) -> Vec<String> {
-        self.0.lock().unwrap().keys().cloned().collect()
-    }
-
-    /// Copy of the whole store.
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Remove everything.
-    pub fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-impl From<BTreeMap<String, Vec<u8>>> for KeyValueStore {
-    fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
-        Self(Arc::new(Mutex::new(map)))
-    }
-}
 
 /// Resource behind `fermyon:spin/key-value.store`.
 #[doc(hidden)]
@@ -602,6 +557,7 @@ struct HostState {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     config: Arc<Config>,
+    /// Open `fermyon:spin/key-value` stores.
     open_stores: usize,
 }
 
@@ -637,11 +593,16 @@ impl variables::Host for HostState {
     }
 }
 
-impl key_value::Host for HostState {}
+impl HostState {
+    /// The shared store.
+    fn kv(&self) -> KeyValueStore {
+        self.config.kv.clone()
+    }
 
-impl key_value::HostStore for HostState {
-    fn open(&mut self, label: String) -> Result<Resource<OpenStore>, key_value::Error> {
-        if !self.config.key_value_stores.contains(&label) {
+    /// Spin's `open` checks: `Ok(())` when the component may open `label`
+    /// and the table has room.
+    fn check_open(&self, label: &str) -> Result<(), key_value::Error> {
+        if !self.config.key_value_stores.iter().any(|l| l == label) {
             return Err(key_value::Error::AccessDenied);
         }
         if label != DEFAULT_STORE {
@@ -650,6 +611,19 @@ impl key_value::HostStore for HostState {
         if self.open_stores >= STORE_TABLE_CAPACITY {
             return Err(key_value::Error::StoreTableFull);
         }
+        Ok(())
+    }
+}
+
+fn spin_error(e: KvError) -> key_value::Error {
+    key_value::Error::Other(e.0)
+}
+
+impl key_value::Host for HostState {}
+
+impl key_value::HostStore for HostState {
+    async fn open(&mut self, label: String) -> Result<Resource<OpenStore>, key_value::Error> {
+        self.check_open(&label)?;
         let handle = self
             .table
             .push(OpenStore)
@@ -658,42 +632,47 @@ impl key_value::HostStore for HostState {
         Ok(handle)
     }
 
-    fn get(
+    async fn get(
         &mut self,
         _store: Resource<OpenStore>,
         key: String,
     ) -> Result<Option<Vec<u8>>, key_value::Error> {
-        Ok(self.config.kv.get(&key))
+        self.kv().get_async(&key).await.map_err(spin_error)
     }
 
-    fn set(
+    async fn set(
         &mut self,
         _store: Resource<OpenStore>,
         key: String,
         value: Vec<u8>,
     ) -> Result<(), key_value::Error> {
-        self.config.kv.set(key, value);
-        Ok(())
+        self.kv().set_async(&key, &value).await.map_err(spin_error)
     }
 
-    fn delete(&mut self, _store: Resource<OpenStore>, key: String) -> Result<(), key_value::Error> {
-        self.config.kv.delete(&key);
-        Ok(())
+    async fn delete(
+        &mut self,
+        _store: Resource<OpenStore>,
+        key: String,
+    ) -> Result<(), key_value::Error> {
+        self.kv().delete_async(&key).await.map_err(spin_error)
     }
 
-    fn exists(
+    async fn exists(
         &mut self,
         _store: Resource<OpenStore>,
         key: String,
     ) -> Result<bool, key_value::Error> {
-        Ok(self.config.kv.get(&key).is_some())
+        self.kv().exists_async(&key).await.map_err(spin_error)
     }
 
-    fn get_keys(&mut self, _store: Resource<OpenStore>) -> Result<Vec<String>, key_value::Error> {
-        Ok(self.config.kv.keys())
+    async fn get_keys(
+        &mut self,
+        _store: Resource<OpenStore>,
+    ) -> Result<Vec<String>, key_value::Error> {
+        self.kv().list_keys_async().await.map_err(spin_error)
     }
 
-    fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
         self.open_stores = self.open_stores.saturating_sub(1);
         Ok(())
