@@ -4,8 +4,8 @@
 //!
 //! * [`SpinHost`]: an embedded wasmtime 48 host that emulates Spin for the
 //!   Spin flavour (`fermyon:spin/variables@2.0.0`, `fermyon:spin/key-value@2.0.0`,
-//!   `allowed_outbound_hosts`, the `spin-*` request headers, a fresh instance
-//!   per request). Guest
+//!   `wasi:keyvalue@0.2.0-draft2` store/atomics/batch, `allowed_outbound_hosts`,
+//!   the `spin-*` request headers, a fresh instance per request). Guest
 //!   stdout/stderr and outbound HTTP requests are captured per request. Its
 //!   key-value store, [`KeyValueStore`], has Spin's SQLite semantics in memory
 //!   or drives a real Redis server (see [`RedisServer`]) as Spin's Redis

@@ -7,14 +7,24 @@
 //!   per request;
 //! * `fermyon:spin/variables@2.0.0` from a fixed map (names validated like
 //!   Spin; an unknown name is `error::undefined`);
-//! * `fermyon:spin/key-value@2.0.0` backed by one [`KeyValueStore`] shared by
-//!   all requests of a host, and by every host built with a clone of it
-//!   (label `default`; a label the component was not granted is
-//!   `access-denied`, a granted label other than `default` is
-//!   `no-such-store`; at most 256 open stores per instance); the host
-//!   functions are async and every store operation yields to the scheduler
-//!   and waits a small random delay first, so the operations of concurrent
-//!   requests interleave as on Spin;
+//! * one key-value store, [`KeyValueStore`], shared by all requests of a host
+//!   (and by every host built with a clone of it), reached through two
+//!   interfaces, as on Spin:
+//!   * `fermyon:spin/key-value@2.0.0` (label `default`; a label the
+//!     component was not granted is `access-denied`, a granted label other
+//!     than `default` is `no-such-store`);
+//!   * `wasi:keyvalue@0.2.0-draft2` interfaces `store`, `atomics` and
+//!     `batch` (`open` has the same label rules, mapped to the wasi
+//!     `error` variant; `list-keys` with a cursor is an `other` error;
+//!     `increment`, compare-and-swap and the batch operations behave as the
+//!     store's backend does on Spin, see [`KeyValueStore`]);
+//!
+//!   both interfaces' host functions are async and every store operation
+//!   yields to the scheduler and waits a small random delay first, so the
+//!   operations of concurrent requests interleave as on Spin; open stores
+//!   and buckets share Spin's table of 256 per instance, compare-and-swap
+//!   handles have their own 256 (and, as in Spin, a handle consumed by
+//!   `swap` keeps its slot until the instance ends);
 //! * `allowed_outbound_hosts`: requests to any other origin fail with
 //!   `error-code::HTTP-request-denied` before anything is sent; allowed ones go
 //!   to the real network through wasmtime-wasi-http's default sender;
@@ -46,37 +56,56 @@ use wasmtime_wasi_http::{
 use crate::allowed_hosts::AllowedHost;
 use crate::engine::{Key, cache_key, compiled_component, engine};
 use crate::exchange::{Exchange, OutboundRecord};
-use crate::kv::{KeyValueStore, KvError};
+use crate::kv::{Cas, KeyValueStore, KvError, SwapError};
 
 mod bindings {
-    //! Host side of the Spin interfaces, generated from the repository's `wit/`.
+    //! Host side of the Spin and wasi:keyvalue interfaces, generated from the
+    //! repository's `wit/`.
     wasmtime::component::bindgen!({
         path: "../../wit",
         interfaces: "
             import fermyon:spin/variables@2.0.0;
             import fermyon:spin/key-value@2.0.0;
+            import wasi:keyvalue/store@0.2.0-draft2;
+            import wasi:keyvalue/atomics@0.2.0-draft2;
+            import wasi:keyvalue/batch@0.2.0-draft2;
         ",
         imports: {
             "fermyon:spin/key-value": async,
+            "wasi:keyvalue": async,
         },
         with: {
             "fermyon:spin/key-value.store": super::OpenStore,
+            "wasi:keyvalue/store.bucket": super::OpenBucket,
+            "wasi:keyvalue/atomics.cas": super::CasHandle,
         },
     });
 }
 
 use bindings::fermyon::spin::{key_value, variables};
+use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
 
 /// Capacity of each captured stdio stream per request.
 const STDIO_CAPACITY: usize = 4 << 20;
-/// Spin's limit of simultaneously open key-value stores per instance.
+/// Spin's limit of simultaneously open key-value stores per instance
+/// (`fermyon:spin/key-value` stores and `wasi:keyvalue` buckets together).
 const STORE_TABLE_CAPACITY: usize = 256;
+/// Spin's limit of compare-and-swap handles per instance.
+const CAS_TABLE_CAPACITY: usize = 256;
 /// The only store the emulated runtime defines.
 const DEFAULT_STORE: &str = "default";
 
 /// Resource behind `fermyon:spin/key-value.store`.
 #[doc(hidden)]
 pub struct OpenStore;
+
+/// Resource behind `wasi:keyvalue/store.bucket` (always the `default` store).
+#[doc(hidden)]
+pub struct OpenBucket;
+
+/// Resource behind `wasi:keyvalue/atomics.cas`.
+#[doc(hidden)]
+pub struct CasHandle(Cas);
 
 /// Configuration shared by all requests of one host.
 #[derive(Debug)]
@@ -313,6 +342,9 @@ fn proxy_pre(wasm: &Path) -> anyhow::Result<ProxyPre<HostState>> {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         variables::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         key_value::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        wasi_store::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        atomics::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        batch::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
@@ -477,6 +509,7 @@ impl SpinHost {
             },
             config: config.clone(),
             open_stores: 0,
+            open_cas: 0,
         };
         let mut store = Store::new(engine(), state);
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -557,8 +590,11 @@ struct HostState {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     config: Arc<Config>,
-    /// Open `fermyon:spin/key-value` stores.
+    /// Open `fermyon:spin/key-value` stores and `wasi:keyvalue` buckets.
     open_stores: usize,
+    /// Compare-and-swap handles counted against Spin's table: decremented
+    /// only when the guest drops one, never when `swap` consumes it.
+    open_cas: usize,
 }
 
 impl WasiView for HostState {
@@ -599,8 +635,8 @@ impl HostState {
         self.config.kv.clone()
     }
 
-    /// Spin's `open` checks: `Ok(())` when the component may open `label`
-    /// and the table has room.
+    /// Spin's `open` checks, common to both interfaces: `Ok(())` when the
+    /// component may open `label` and the table has room.
     fn check_open(&self, label: &str) -> Result<(), key_value::Error> {
         if !self.config.key_value_stores.iter().any(|l| l == label) {
             return Err(key_value::Error::AccessDenied);
@@ -613,10 +649,39 @@ impl HostState {
         }
         Ok(())
     }
+
+    /// `cas.new` on the default store: a handle in the table, counted
+    /// against Spin's limit.
+    async fn new_cas(&mut self, key: String) -> Result<Resource<CasHandle>, wasi_store::Error> {
+        let cas = self.kv().cas(&key).await.map_err(wasi_error)?;
+        if self.open_cas >= CAS_TABLE_CAPACITY {
+            return Err(wasi_store::Error::Other(
+                "too many compare_and_swaps opened".to_string(),
+            ));
+        }
+        let handle = self
+            .table
+            .push(CasHandle(cas))
+            .map_err(|e| wasi_store::Error::Other(e.to_string()))?;
+        self.open_cas += 1;
+        Ok(handle)
+    }
+
+    /// Check that `bucket` is an open bucket of this instance.
+    fn bucket(&self, bucket: &Resource<OpenBucket>) -> Result<(), wasi_store::Error> {
+        self.table
+            .get(bucket)
+            .map(drop)
+            .map_err(|_| wasi_store::Error::NoSuchStore)
+    }
 }
 
 fn spin_error(e: KvError) -> key_value::Error {
     key_value::Error::Other(e.0)
+}
+
+fn wasi_error(e: KvError) -> wasi_store::Error {
+    wasi_store::Error::Other(e.0)
 }
 
 impl key_value::Host for HostState {}
@@ -676,6 +741,202 @@ impl key_value::HostStore for HostState {
         self.table.delete(store)?;
         self.open_stores = self.open_stores.saturating_sub(1);
         Ok(())
+    }
+}
+
+impl wasi_store::Host for HostState {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> Result<Resource<OpenBucket>, wasi_store::Error> {
+        self.check_open(&identifier).map_err(|e| match e {
+            key_value::Error::AccessDenied => wasi_store::Error::AccessDenied,
+            key_value::Error::NoSuchStore => wasi_store::Error::NoSuchStore,
+            // Spin: `store table full` becomes `other`.
+            key_value::Error::StoreTableFull => {
+                wasi_store::Error::Other("store table full".to_string())
+            }
+            key_value::Error::Other(msg) => wasi_store::Error::Other(msg),
+        })?;
+        let handle = self
+            .table
+            .push(OpenBucket)
+            .map_err(|e| wasi_store::Error::Other(e.to_string()))?;
+        self.open_stores += 1;
+        Ok(handle)
+    }
+}
+
+impl wasi_store::HostBucket for HostState {
+    async fn get(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, wasi_store::Error> {
+        self.bucket(&bucket)?;
+        self.kv().get_async(&key).await.map_err(wasi_error)
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), wasi_store::Error> {
+        self.bucket(&bucket)?;
+        self.kv().set_async(&key, &value).await.map_err(wasi_error)
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+    ) -> Result<(), wasi_store::Error> {
+        self.bucket(&bucket)?;
+        self.kv().delete_async(&key).await.map_err(wasi_error)
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+    ) -> Result<bool, wasi_store::Error> {
+        self.bucket(&bucket)?;
+        self.kv().exists_async(&key).await.map_err(wasi_error)
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        cursor: Option<String>,
+    ) -> Result<wasi_store::KeyResponse, wasi_store::Error> {
+        if cursor.is_some() {
+            return Err(wasi_store::Error::Other(
+                "list_keys: cursor not supported".to_string(),
+            ));
+        }
+        self.bucket(&bucket)?;
+        let keys = self.kv().list_keys_async().await.map_err(wasi_error)?;
+        Ok(wasi_store::KeyResponse { keys, cursor: None })
+    }
+
+    async fn drop(&mut self, bucket: Resource<OpenBucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        self.open_stores = self.open_stores.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl atomics::Host for HostState {
+    async fn increment(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, wasi_store::Error> {
+        self.bucket(&bucket)?;
+        self.kv().increment(&key, delta).await.map_err(wasi_error)
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<CasHandle>,
+        value: Vec<u8>,
+    ) -> Result<(), atomics::CasError> {
+        let store_error = |e: wasi_store::Error| atomics::CasError::StoreError(e);
+        // The guest gave the handle up; Spin keeps its table slot taken
+        // (`open_cas` stays as it is).
+        let CasHandle(cas) = self
+            .table
+            .delete(cas)
+            .map_err(|e| store_error(wasi_store::Error::Other(e.to_string())))?;
+        let key = cas.key().to_string();
+        match cas.swap(value).await {
+            Ok(()) => Ok(()),
+            Err(SwapError::Store(e)) => Err(store_error(wasi_error(e))),
+            Err(SwapError::CasFailed(_)) => {
+                // Spin hands back a fresh handle on which `current` already
+                // ran.
+                let fresh = self.new_cas(key).await.map_err(store_error)?;
+                let CasHandle(cas) = self
+                    .table
+                    .get_mut(&fresh)
+                    .map_err(|e| store_error(wasi_store::Error::Other(e.to_string())))?;
+                cas.current()
+                    .await
+                    .map_err(|e| store_error(wasi_error(e)))?;
+                Err(atomics::CasError::CasFailed(fresh))
+            }
+        }
+    }
+}
+
+impl atomics::HostCas for HostState {
+    async fn new(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key: String,
+    ) -> Result<Resource<CasHandle>, wasi_store::Error> {
+        self.bucket(&bucket)?;
+        self.new_cas(key).await
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<CasHandle>,
+    ) -> Result<Option<Vec<u8>>, wasi_store::Error> {
+        let CasHandle(cas) = self
+            .table
+            .get_mut(&cas)
+            .map_err(|e| wasi_store::Error::Other(e.to_string()))?;
+        cas.current().await.map_err(wasi_error)
+    }
+
+    async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        self.open_cas = self.open_cas.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl batch::Host for HostState {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error> {
+        self.bucket(&bucket)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.kv().get_many_async(keys).await.map_err(wasi_error)
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), wasi_store::Error> {
+        self.bucket(&bucket)?;
+        if key_values.is_empty() {
+            return Ok(());
+        }
+        self.kv()
+            .set_many_async(key_values)
+            .await
+            .map_err(wasi_error)
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<OpenBucket>,
+        keys: Vec<String>,
+    ) -> Result<(), wasi_store::Error> {
+        self.bucket(&bucket)?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.kv().delete_many_async(keys).await.map_err(wasi_error)
     }
 }
 
@@ -741,5 +1002,228 @@ impl WasiHttpHooks for OutboundHooks {
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The key-value host functions called directly, without a component.
+
+    use super::*;
+    use crate::kv::FAILING_MESSAGE;
+
+    /// Per-request state of a host granting `labels`, on `kv`.
+    fn state(kv: &KeyValueStore, labels: &[&str]) -> HostState {
+        let config = Config {
+            component_id: "test".to_string(),
+            variables: BTreeMap::new(),
+            key_value_stores: labels.iter().map(|l| l.to_string()).collect(),
+            kv: kv.clone(),
+            allowed_outbound_hosts: Vec::new(),
+            client_addr: None,
+            route: Route::parse("/...").unwrap(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(30),
+        };
+        HostState {
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                allowed: Vec::new().into(),
+                records: Arc::default(),
+            },
+            config: Arc::new(config),
+            open_stores: 0,
+            open_cas: 0,
+        }
+    }
+
+    /// A borrow of the resource behind `handle`, as the guest would pass it.
+    fn borrow<T: 'static>(handle: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(handle.rep())
+    }
+
+    async fn open_bucket(st: &mut HostState) -> Resource<OpenBucket> {
+        wasi_store::Host::open(st, "default".to_string())
+            .await
+            .expect("open default")
+    }
+
+    #[tokio::test]
+    async fn open_label_rules() {
+        let kv = KeyValueStore::new();
+        let mut st = state(&kv, &["default", "other"]);
+        assert!(
+            wasi_store::Host::open(&mut st, "default".into())
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            wasi_store::Host::open(&mut st, "other".into()).await,
+            Err(wasi_store::Error::NoSuchStore)
+        ));
+        assert!(matches!(
+            wasi_store::Host::open(&mut st, "secret".into()).await,
+            Err(wasi_store::Error::AccessDenied)
+        ));
+        let mut st = state(&kv, &[]);
+        assert!(matches!(
+            wasi_store::Host::open(&mut st, "default".into()).await,
+            Err(wasi_store::Error::AccessDenied)
+        ));
+        assert!(matches!(
+            key_value::HostStore::open(&mut st, "default".into()).await,
+            Err(key_value::Error::AccessDenied)
+        ));
+    }
+
+    #[tokio::test]
+    async fn both_interfaces_share_the_store() {
+        let kv = KeyValueStore::new();
+        let mut st = state(&kv, &["default"]);
+        let store = key_value::HostStore::open(&mut st, "default".into())
+            .await
+            .unwrap();
+        let bucket = open_bucket(&mut st).await;
+        key_value::HostStore::set(&mut st, borrow(&store), "k".into(), b"spin".to_vec())
+            .await
+            .unwrap();
+        let got = wasi_store::HostBucket::get(&mut st, borrow(&bucket), "k".into()).await;
+        assert!(matches!(got, Ok(Some(v)) if v == b"spin"));
+        let n = atomics::Host::increment(&mut st, borrow(&bucket), "n".into(), 3).await;
+        assert!(matches!(n, Ok(3)));
+        let got = key_value::HostStore::get(&mut st, borrow(&store), "n".into()).await;
+        assert!(matches!(got, Ok(Some(v)) if v == 3i64.to_le_bytes()));
+        assert_eq!(kv.keys(), ["k", "n"]);
+        let listed = wasi_store::HostBucket::list_keys(&mut st, borrow(&bucket), None)
+            .await
+            .unwrap();
+        assert_eq!(listed.keys, ["k", "n"]);
+        assert_eq!(listed.cursor, None);
+        let paged =
+            wasi_store::HostBucket::list_keys(&mut st, borrow(&bucket), Some("x".into())).await;
+        assert!(
+            matches!(paged, Err(wasi_store::Error::Other(m)) if m == "list_keys: cursor not supported")
+        );
+
+        kv.set_failing(true);
+        let failed = key_value::HostStore::get(&mut st, borrow(&store), "k".into()).await;
+        assert!(matches!(failed, Err(key_value::Error::Other(m)) if m == FAILING_MESSAGE));
+        let failed = wasi_store::HostBucket::get(&mut st, borrow(&bucket), "k".into()).await;
+        assert!(matches!(failed, Err(wasi_store::Error::Other(m)) if m == FAILING_MESSAGE));
+    }
+
+    #[tokio::test]
+    async fn failed_swap_returns_a_fresh_handle_with_current_read() {
+        let kv = KeyValueStore::new();
+        kv.set("k", "v0");
+        let mut st = state(&kv, &["default"]);
+        let bucket = open_bucket(&mut st).await;
+        let cas = atomics::HostCas::new(&mut st, borrow(&bucket), "k".into())
+            .await
+            .unwrap();
+        let current = atomics::HostCas::current(&mut st, borrow(&cas)).await;
+        assert!(matches!(current, Ok(Some(v)) if v == b"v0"));
+        kv.set("k", "v1");
+        let fresh = match atomics::Host::swap(&mut st, cas, b"lost".to_vec()).await {
+            Err(atomics::CasError::CasFailed(fresh)) => fresh,
+            other => panic!("expected cas-failed, got {:?}", other.map_err(|_| ())),
+        };
+        assert_eq!(kv.get("k").as_deref(), Some(&b"v1"[..]));
+        // `current` already ran on the fresh handle: it swaps from "v1".
+        assert!(
+            atomics::Host::swap(&mut st, fresh, b"v2".to_vec())
+                .await
+                .is_ok()
+        );
+        assert_eq!(kv.get("k").as_deref(), Some(&b"v2"[..]));
+        assert_eq!(kv.ops().cas_news, 2);
+        assert_eq!(kv.ops().cas_currents, 2);
+        assert_eq!(kv.ops().cas_swaps, 2);
+    }
+
+    #[tokio::test]
+    async fn swapped_cas_handles_keep_their_table_slot() {
+        let kv = KeyValueStore::new();
+        kv.set_op_delay(Duration::ZERO);
+        let mut st = state(&kv, &["default"]);
+        let bucket = open_bucket(&mut st).await;
+        // Dropped handles free their slot...
+        for _ in 0..CAS_TABLE_CAPACITY + 10 {
+            let cas = atomics::HostCas::new(&mut st, borrow(&bucket), "k".into())
+                .await
+                .unwrap();
+            atomics::HostCas::drop(&mut st, cas).await.unwrap();
+        }
+        // ... swapped ones do not, as in Spin.
+        for _ in 0..CAS_TABLE_CAPACITY {
+            let cas = atomics::HostCas::new(&mut st, borrow(&bucket), "k".into())
+                .await
+                .unwrap();
+            assert!(
+                atomics::Host::swap(&mut st, cas, b"v".to_vec())
+                    .await
+                    .is_ok()
+            );
+        }
+        let full = atomics::HostCas::new(&mut st, borrow(&bucket), "k".into()).await;
+        assert!(
+            matches!(full, Err(wasi_store::Error::Other(m)) if m == "too many compare_and_swaps opened")
+        );
+    }
+
+    #[tokio::test]
+    async fn stores_and_buckets_share_the_table() {
+        let kv = KeyValueStore::new();
+        let mut st = state(&kv, &["default"]);
+        for i in 0..STORE_TABLE_CAPACITY {
+            if i % 2 == 0 {
+                open_bucket(&mut st).await;
+            } else {
+                key_value::HostStore::open(&mut st, "default".into())
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(matches!(
+            key_value::HostStore::open(&mut st, "default".into()).await,
+            Err(key_value::Error::StoreTableFull)
+        ));
+        assert!(matches!(
+            wasi_store::Host::open(&mut st, "default".into()).await,
+            Err(wasi_store::Error::Other(m)) if m == "store table full"
+        ));
+    }
+
+    #[tokio::test]
+    async fn empty_batches_do_not_reach_the_store() {
+        let kv = KeyValueStore::new();
+        kv.set_failing(true);
+        let mut st = state(&kv, &["default"]);
+        let bucket = open_bucket(&mut st).await;
+        assert!(matches!(
+            batch::Host::get_many(&mut st, borrow(&bucket), Vec::new()).await,
+            Ok(v) if v.is_empty()
+        ));
+        assert!(
+            batch::Host::set_many(&mut st, borrow(&bucket), Vec::new())
+                .await
+                .is_ok()
+        );
+        assert!(
+            batch::Host::delete_many(&mut st, borrow(&bucket), Vec::new())
+                .await
+                .is_ok()
+        );
+        assert_eq!(kv.ops(), crate::OpCounts::default());
+        kv.set_failing(false);
+        batch::Host::set_many(&mut st, borrow(&bucket), vec![("a".into(), b"1".to_vec())])
+            .await
+            .unwrap();
+        let got = batch::Host::get_many(&mut st, borrow(&bucket), vec!["a".into(), "b".into()])
+            .await
+            .unwrap();
+        assert_eq!(got, [("a".to_string(), Some(b"1".to_vec()))]);
     }
 }
