@@ -522,3 +522,20 @@ fn redis_server_stops_on_drop() {
     drop(server);
     assert!(KeyValueStore::redis(&url).is_err());
 }
+
+/// Both Spin builds link against the emulated host: `bridge-spin` imports
+/// `wasi:keyvalue`, `bridge-spin-noatomics` only `fermyon:spin/key-value`.
+/// Skipped (with a message) for a build that `scripts/build.sh` has not made.
+#[test]
+fn spin_builds_instantiate() {
+    for file in ["bridge-spin.wasm", "bridge-spin-noatomics.wasm"] {
+        let wasm = bridge_host::workspace_root().join("target/wasm").join(file);
+        if !wasm.is_file() {
+            eprintln!("skipped {file}: run scripts/build.sh to build it");
+            continue;
+        }
+        if let Err(e) = bridge_host::SpinHost::builder(&wasm).try_build() {
+            panic!("{file} does not instantiate on the emulated Spin host: {e:?}");
+        }
+    }
+}
