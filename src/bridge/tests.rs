@@ -1379,6 +1379,45 @@ fn a_released_claim_is_taken_over_by_one_delivery_only() {
 }
 
 #[test]
+fn a_swap_reported_won_but_not_written_backs_off() {
+    // Spin 4.0.2 on Redis answers an aborted compare-and-swap as a success: the read-back
+    // shows the other delivery's claim, and this one answers as its duplicate.
+    let key = DedupeKey::new(None, LIMIT.as_bytes());
+    let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
+    let released = crate::idempotency::Record {
+        state: crate::idempotency::RecordState::Released,
+        first_seen: NOW.secs(),
+        cl_ord_id: key.cl_ord_id(),
+        status: 0,
+        body: Value::Null,
+        owner: "gone".into(),
+        claimed_at: 0,
+    };
+    let mut w = World::with_replies([]);
+    w.store.insert(record_key.clone(), released.encode());
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Store(StoreOp::Swap { .. }, p) => {
+                let mut other = released.clone();
+                other.state = crate::idempotency::RecordState::InFlight;
+                other.owner = "other".into();
+                w.store.insert(record_key.clone(), other.encode());
+                p.resume(Input::Store(StoreReply::Swapped(true)), NOW)
+            }
+            Step::Store(op, p) => {
+                let r = w.store_op(op);
+                p.resume(Input::Store(r), NOW)
+            }
+            Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
+            Step::Wait(..) => panic!("must not wait"),
+        };
+    };
+    assert_eq!(body(&d)["outcome"], "in_flight");
+}
+
+#[test]
 fn a_key_budget_forgets_into_a_filter_and_the_resend_is_looked_up() {
     // A store capped at 64 keys: alerts beyond it push the oldest records out; a resend of
     // a forgotten alert is looked up on Kraken (and found), a new alert is not.

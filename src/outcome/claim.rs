@@ -147,8 +147,11 @@ impl Pending {
         };
         match reply {
             StoreReply::Swapped(true) => {
-                self.claim = Claim::Owned(mine);
-                self.prepare()
+                // Read it back: Spin 4.0.2 on Redis reports an aborted transaction as a
+                // successful swap.
+                self.claim = Claim::Written(mine);
+                let k = self.record_key.clone();
+                self.store(Stage::TakeoverVerify, StoreOp::Get(k))
             }
             // Another delivery took it over first.
             StoreReply::Swapped(false) => {
@@ -164,6 +167,27 @@ impl Pending {
                 self.store(Stage::Tentative, StoreOp::Set(k, mine))
             }
             _ => self.store_failed(),
+        }
+    }
+
+    pub(super) fn on_takeover_verify(mut self, reply: StoreReply) -> Step {
+        let ours = match (&self.claim, &reply) {
+            (Claim::Written(mine), StoreReply::Value(Some(now))) => mine == now,
+            _ => false,
+        };
+        match reply {
+            _ if ours => {
+                self.claim = match std::mem::replace(&mut self.claim, Claim::None) {
+                    Claim::Written(bytes) => Claim::Owned(bytes),
+                    other => other,
+                };
+                self.prepare()
+            }
+            StoreReply::Value(_) => self.on_lost_read(reply),
+            _ => {
+                self.claim = Claim::None;
+                self.store_failed()
+            }
         }
     }
 
@@ -256,20 +280,30 @@ impl Pending {
             let k = self.record_key.clone();
             return self.store(Stage::ClaimVerify, StoreOp::Get(k));
         }
+        match self.too_slow_to_claim() {
+            Some(spent) => self.claim_too_slow(spent),
+            None => self.claim_count(0),
+        }
+    }
+
+    /// A claim must be written and counted within [`CLAIM_WINDOW_MS`] of the request's
+    /// arrival: only then does every simultaneous delivery share a counter with this one,
+    /// and only then can no counter it increments have been pruned already. A slower store
+    /// places nothing: `503`, the record released, and the resend claims again.
+    fn too_slow_to_claim(&self) -> Option<u64> {
         let spent = self
             .cx
             .host
             .now
             .millis()
             .saturating_sub(self.started.millis());
-        if spent > CLAIM_WINDOW_MS {
-            // Too slow to be sure every simultaneous delivery shares a counter with this one:
-            // place nothing, release the record, and let the resend claim.
-            return self.unavailable(format!(
-                "the state store took {spent} ms to record the claim"
-            ));
-        }
-        self.claim_count(0)
+        (spent > CLAIM_WINDOW_MS).then_some(spent)
+    }
+
+    fn claim_too_slow(self, spent: u64) -> Step {
+        self.unavailable(format!(
+            "the state store took {spent} ms to record the claim"
+        ))
     }
 
     fn claim_count(self, i: usize) -> Step {
@@ -281,11 +315,16 @@ impl Pending {
         match reply {
             StoreReply::Count(1) if i == 0 => self.claim_count(1),
             StoreReply::Count(1) => {
-                self.claim = match std::mem::replace(&mut self.claim, Claim::None) {
+                // Both counters are ours; a late answer proves nothing (see above).
+                if let Some(spent) = self.too_slow_to_claim() {
+                    return self.claim_too_slow(spent);
+                }
+                let mut this = self;
+                this.claim = match std::mem::replace(&mut this.claim, Claim::None) {
                     Claim::Written(bytes) => Claim::Owned(bytes),
                     other => other,
                 };
-                self.prepare()
+                this.prepare()
             }
             StoreReply::Count(_) => {
                 // Another delivery of this alert claimed it.

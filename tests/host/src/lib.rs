@@ -55,12 +55,15 @@ pub use serve::{ServeHost, ServeHostBuilder, find_wasmtime_cli, wasmtime_cli};
 pub use spin::{SpinHost, SpinHostBuilder};
 pub use world::{check_world, component_imports, world_imports};
 
-/// The two builds of the component (see `scripts/build.sh`).
+/// The three builds of the component (see `scripts/build.sh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flavour {
-    /// `target/wasm/bridge-spin.wasm`: world `bridge-spin` (Spin variables and
-    /// key-value).
+    /// `target/wasm/bridge-spin.wasm`: world `bridge-spin` (Spin variables,
+    /// `wasi:keyvalue` store and atomics).
     Spin,
+    /// `target/wasm/bridge-spin-noatomics.wasm`: world `bridge-spin-noatomics`
+    /// (Spin variables and `fermyon:spin/key-value`), for hosts without atomics.
+    SpinNoAtomics,
     /// `target/wasm/bridge-wasi.wasm`: world `bridge-wasi` (environment
     /// variables), for `wasmtime serve -Scli`.
     Wasi,
@@ -71,6 +74,7 @@ impl Flavour {
     pub fn file_name(self) -> &'static str {
         match self {
             Flavour::Spin => "bridge-spin.wasm",
+            Flavour::SpinNoAtomics => "bridge-spin-noatomics.wasm",
             Flavour::Wasi => "bridge-wasi.wasm",
         }
     }
@@ -79,6 +83,7 @@ impl Flavour {
     pub fn world(self) -> &'static str {
         match self {
             Flavour::Spin => "bridge-spin",
+            Flavour::SpinNoAtomics => "bridge-spin-noatomics",
             Flavour::Wasi => "bridge-wasi",
         }
     }

@@ -8,6 +8,27 @@ fn spin_flavour_stays_inside_bridge_spin() {
 }
 
 #[test]
+fn noatomics_flavour_stays_inside_bridge_spin_noatomics() {
+    assert_eq!(
+        check_world(wasm_path(Flavour::SpinNoAtomics), "bridge-spin-noatomics"),
+        Ok(())
+    );
+    // It really is the build without atomics, and the default build really has them.
+    let imports = component_imports(wasm_path(Flavour::SpinNoAtomics));
+    assert!(
+        imports.iter().all(|i| !i.starts_with("wasi:keyvalue")),
+        "{imports:?}"
+    );
+    let spin = component_imports(wasm_path(Flavour::Spin));
+    assert!(
+        spin.iter()
+            .any(|i| i.starts_with("wasi:keyvalue/atomics@0.2.0-draft2")),
+        "{spin:?}"
+    );
+    assert!(check_world(wasm_path(Flavour::Spin), "bridge-spin-noatomics").is_err());
+}
+
+#[test]
 fn portable_flavour_stays_inside_bridge_wasi() {
     assert_eq!(check_world(wasm_path(Flavour::Wasi), "bridge-wasi"), Ok(()));
 }

@@ -1,0 +1,514 @@
+//! Exactly once on a fleet (contract 2.4): several instances of the Spin flavour, each its
+//! own host, sharing one state store, in memory and on a real Redis server, with market
+//! orders that the simulator fills at once (so Kraken's open-order `cl_ord_id` check cannot
+//! stop a second order: only the claim can).
+//!
+//! The emulated store interleaves the operations of concurrent requests with a random delay
+//! per operation, and implements `wasi:keyvalue` atomics with the semantics of Spin's SQLite
+//! (in memory) and Redis backends.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge_host::{Exchange, Flavour, KeyValueStore, RedisServer, SpinHost, wasm_path};
+use common::*;
+use kraken_sim::{RateTier, Sim};
+use tokio::sync::Barrier;
+
+const INSTANCES: usize = 4;
+const NO_LIMIT: (&str, &str) = ("rate_limit_per_minute", "100000");
+
+/// `n` instances of the Spin flavour sharing `store`, pointed at `sim`.
+fn fleet(sim: &Sim, store: &KeyValueStore, n: usize, extra: &[(&str, &str)]) -> Vec<SpinHost> {
+    let mut vars = settings(sim);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    (0..n)
+        .map(|i| {
+            SpinHost::builder(wasm_path(Flavour::Spin))
+                .variables(vars.clone())
+                .allow_outbound(sim.url())
+                .client_addr(Some(format!("52.89.214.238:{}", 41_000 + i)))
+                .kv_store(store.clone())
+                .build()
+        })
+        .collect()
+}
+
+/// The store a test runs on: in memory, or on a fresh Redis server (`None` when
+/// `redis-server` is not installed: the test says so and skips).
+enum Backend {
+    Memory,
+    Redis,
+}
+
+fn store(backend: Backend) -> Option<(KeyValueStore, Option<RedisServer>)> {
+    let store = match backend {
+        Backend::Memory => (KeyValueStore::new(), None),
+        Backend::Redis => {
+            if !RedisServer::available() {
+                eprintln!("SKIPPED: redis-server is not installed (scripts/test installs it)");
+                return None;
+            }
+            let server = RedisServer::start().expect("start redis-server");
+            let store = KeyValueStore::redis(&server.url()).expect("connect to redis");
+            (store, Some(server))
+        }
+    };
+    // Concurrent requests interleave their store operations; an aborted Redis transaction
+    // is reported as a successful swap, as Spin 4.0.2 reports it.
+    store.0.set_op_delay(Duration::from_micros(500));
+    store.0.set_cas_abort_reported_as_success(true);
+    Some(store)
+}
+
+/// Delivers each `(instance, body)` at the same instant (a barrier releases them together).
+async fn at_once(hosts: &[SpinHost], deliveries: Vec<(usize, String)>) -> Vec<Exchange> {
+    let barrier = Arc::new(Barrier::new(deliveries.len()));
+    let tasks: Vec<_> = deliveries
+        .into_iter()
+        .map(|(i, body)| {
+            let host = hosts[i].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                host.handle(post(body, &[("content-type", "text/plain")]))
+                    .await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("delivery task"));
+    }
+    out
+}
+
+/// One round: `deliveries` copies of one market alert at once; exactly one order, exactly
+/// one `placed`, every other answer a duplicate, no 5xx.
+async fn round(sim: &Sim, hosts: &[SpinHost], id: &str, deliveries: Vec<usize>, what: &str) {
+    let cl = cl_ord_id_for_id(id);
+    let body = market_alert(id, "0.0001");
+    let exchanges = at_once(
+        hosts,
+        deliveries.into_iter().map(|i| (i, body.clone())).collect(),
+    )
+    .await;
+    let orders = orders_with(sim, &cl);
+    assert_eq!(
+        orders.len(),
+        1,
+        "{what}: {} orders for one alert",
+        orders.len()
+    );
+    let mut placed = 0;
+    for ex in &exchanges {
+        let answer = read_answer(ex, &cl);
+        check_truth(sim, &cl, &answer, ex, what);
+        match &answer {
+            Answer::Placed(t) => {
+                assert_eq!(*t, orders[0].txid, "{what}");
+                placed += 1;
+            }
+            Answer::Duplicate { outcome, txid } => assert!(
+                outcome == "in_flight"
+                    || (outcome == "placed" && txid.as_deref() == Some(orders[0].txid.as_str())),
+                "{what}: {answer:?}:\n{ex}"
+            ),
+            other => panic!("{what}: {other:?}:\n{ex}"),
+        }
+    }
+    assert_eq!(placed, 1, "{what}: exactly one delivery placed it");
+}
+
+async fn same_alert_everywhere(backend: Backend, rounds: usize) {
+    let Some((store, _server)) = store(backend) else {
+        return;
+    };
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    let started = Instant::now();
+    for r in 0..rounds {
+        // One delivery to each instance, at once.
+        round(
+            &sim,
+            &hosts,
+            &format!("fleet-{r}"),
+            (0..INSTANCES).collect(),
+            &format!("fleet round {r}"),
+        )
+        .await;
+        // Four deliveries to one instance, at once.
+        round(
+            &sim,
+            &hosts,
+            &format!("one-{r}"),
+            vec![r % INSTANCES; 4],
+            &format!("one-instance round {r}"),
+        )
+        .await;
+    }
+    assert_eq!(sim.orders().len(), 2 * rounds);
+    eprintln!(
+        "{rounds} rounds x 2 ({} deliveries) in {:.1?}: {} orders, no duplicate",
+        rounds * 2 * INSTANCES,
+        started.elapsed(),
+        sim.orders().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alert_delivered_everywhere_at_once_trades_once_in_memory() {
+    same_alert_everywhere(Backend::Memory, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alert_delivered_everywhere_at_once_trades_once_on_redis() {
+    same_alert_everywhere(Backend::Redis, 100).await;
+}
+
+/// A burst of `n` distinct alerts spread over the fleet at once: every one placed at its
+/// first delivery, inside the budget. Returns the slowest answer and the nonce refusals.
+async fn burst(hosts: &[SpinHost], sim: &Sim, n: usize, tag: &str) -> (Duration, usize) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    let deliveries = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (i % hosts.len(), market_alert(id, "0.0001")))
+        .collect();
+    let before = nonce_refusals(sim);
+    let exchanges = at_once(hosts, deliveries).await;
+    let mut slowest = Duration::ZERO;
+    for (id, ex) in ids.iter().zip(&exchanges) {
+        let cl = cl_ord_id_for_id(id);
+        let answer = read_answer(ex, &cl);
+        assert_eq!(answer.kind(), "placed", "{tag} {id}:\n{ex}");
+        assert_eq!(orders_with(sim, &cl).len(), 1);
+        slowest = slowest.max(ex.elapsed);
+    }
+    (slowest, nonce_refusals(sim) - before)
+}
+
+fn nonce_refusals(sim: &Sim) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.errors.iter().any(|e| e == "EAPI:Invalid nonce"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_distinct_alerts_over_the_fleet_all_trade_at_first_delivery() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    let (slowest, refusals) = burst(&hosts, &sim, 16, "burst16").await;
+    assert_eq!(sim.orders().len(), 16);
+    eprintln!(
+        "16 alerts over {INSTANCES} instances: slowest {slowest:.0?}, {refusals} nonce refusals retried"
+    );
+    // And on one instance.
+    let (slowest, refusals) = burst(&hosts[..1], &sim, 16, "burst16-one").await;
+    assert_eq!(sim.orders().len(), 32);
+    eprintln!("16 alerts on 1 instance: slowest {slowest:.0?}, {refusals} nonce refusals retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_distinct_alerts_over_a_fleet_on_redis_all_trade() {
+    let Some((store, _server)) = store(Backend::Redis) else {
+        return;
+    };
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    let (slowest, refusals) = burst(&hosts, &sim, 16, "redis16").await;
+    assert_eq!(sim.orders().len(), 16);
+    eprintln!(
+        "16 alerts over {INSTANCES} instances on Redis: slowest {slowest:.0?}, {refusals} nonce refusals retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bar_close_of_ten_alerts_on_a_starter_key_all_trade() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    sim.set_rate_tier(Some(RateTier::Starter));
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    let (slowest, _) = burst(&hosts, &sim, 10, "bar-close").await;
+    assert_eq!(sim.orders().len(), 10);
+    assert_eq!(sim.rate_limited_count(), 0);
+    eprintln!(
+        "bar close of 10 on a starter key: slowest {slowest:.0?}, REST counter {:.1} of 15",
+        sim.rest_counter(API_KEY)
+    );
+}
+
+/// Scaling figures: 32 and 64 distinct alerts at once over the fleet (printed, and every
+/// alert must still trade at its first delivery).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_32_and_64_alerts_over_the_fleet() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    let mut placed = 0;
+    for n in [32, 64] {
+        let (slowest, refusals) = burst(&hosts, &sim, n, &format!("burst{n}")).await;
+        placed += n;
+        assert_eq!(sim.orders().len(), placed);
+        eprintln!(
+            "{n} alerts over {INSTANCES} instances: slowest {slowest:.0?}, {refusals} nonce refusals retried"
+        );
+    }
+}
+
+// ---- an owner that dies, a store that fails or stalls ----------------------------------------
+
+/// Writes the alert's record as an owner that claimed it `ago` seconds ago and died before
+/// recording anything.
+fn orphan_record(store: &KeyValueStore, id: &str, ago: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = tv_kraken_bridge::idempotency::DedupeKey::new(Some(id), b"");
+    let record = tv_kraken_bridge::idempotency::Record {
+        state: tv_kraken_bridge::idempotency::RecordState::InFlight,
+        first_seen: now - ago,
+        cl_ord_id: key.cl_ord_id(),
+        status: 0,
+        body: serde_json::Value::Null,
+        owner: "an-instance-that-died".into(),
+        claimed_at: now - ago,
+    };
+    store.set(key.store_keys(now, 60)[0].clone(), record.encode());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_dies_after_its_claim_is_resolved_by_the_look_up() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+
+    // Died after its AddOrder reached Kraken: the resends find the order.
+    let body = market_alert("died-after-send", "0.0001");
+    let cl = cl_ord_id_for_id("died-after-send");
+    let ex = hosts[0].handle(post(body.clone(), &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "placed");
+    // Two seconds after the claim the owner could still be trading: in flight.
+    orphan_record(&store, "died-after-send", 2);
+    let ex = hosts[1].handle(post(body.clone(), &[])).await;
+    assert_eq!(
+        read_answer(&ex, &cl),
+        Answer::Duplicate {
+            outcome: "in_flight".into(),
+            txid: None
+        }
+    );
+    // Stale: two instances resend at once; one takes the record over, asks Kraken and
+    // finds the order; nothing is sent twice.
+    orphan_record(&store, "died-after-send", 11);
+    let exchanges = at_once(&hosts, vec![(2, body.clone()), (3, body.clone())]).await;
+    for ex in &exchanges {
+        let answer = read_answer(ex, &cl);
+        assert!(
+            matches!(&answer, Answer::Duplicate { outcome, .. } if outcome == "placed" || outcome == "in_flight"),
+            "{answer:?}:\n{ex}"
+        );
+    }
+    assert_eq!(orders_with(&sim, &cl).len(), 1);
+    let adds = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("AddOrder"))
+        .count();
+    assert_eq!(adds, 1, "no second AddOrder");
+    let ex = hosts[0].handle(post(body, &[])).await;
+    assert_eq!(read_answer(&ex, &cl).as_duplicate().kind(), "duplicate");
+
+    // Died before sending: the resend finds nothing on Kraken and trades, once.
+    let body = market_alert("died-before-send", "0.0001");
+    let cl = cl_ord_id_for_id("died-before-send");
+    orphan_record(&store, "died-before-send", 11);
+    let ex = hosts[1].handle(post(body.clone(), &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "placed", "{ex}");
+    assert_eq!(orders_with(&sim, &cl).len(), 1);
+    let lookups: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method.as_deref() == Some("ClosedOrders"))
+        .collect();
+    assert!(lookups.len() >= 2, "each takeover asked Kraken first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_does_not_stop_trading_and_stays_safe() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    store.set_failing(true);
+    let body = market_alert("store-down", "0.0001");
+    let cl = cl_ord_id_for_id("store-down");
+    let ex = hosts[0].handle(post(body.clone(), &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "placed", "{ex}");
+    // The resend cannot be recognised by the store: Kraken's closed orders tell.
+    let ex = hosts[1].handle(post(body, &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "duplicate", "{ex}");
+    assert_eq!(orders_with(&sim, &cl).len(), 1);
+    store.set_failing(false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_claims_nothing_and_the_resend_trades() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let hosts = fleet(&sim, &store, 1, &[NO_LIMIT]);
+    let body = market_alert("slow-store", "0.0001");
+    let cl = cl_ord_id_for_id("slow-store");
+    // Every store operation takes 300 ms: the claim cannot be written within 1 s.
+    store.set_stall(Some(Duration::from_millis(300)));
+    let started = Instant::now();
+    let ex = hosts[0].handle(post(body.clone(), &[])).await;
+    let took = started.elapsed();
+    assert_eq!(read_answer(&ex, &cl), Answer::Retryable, "{ex}");
+    assert!(sim.orders().is_empty());
+    store.set_stall(None);
+    let ex = hosts[0].handle(post(body, &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "placed", "{ex}");
+    eprintln!("a store answering in 300 ms: 503 after {took:.1?}, the resend traded");
+}
+
+// ---- memory under volume ---------------------------------------------------------------------
+
+/// 2,000 distinct alerts, then 20 % of them resent in a shuffled order: no second order.
+async fn volume(store: KeyValueStore, extra: &[(&str, &str)], what: &str) {
+    const ALERTS: usize = 2_000;
+    const AT_ONCE: usize = 8;
+    let sim = sim();
+    let mut vars = vec![NO_LIMIT];
+    vars.extend_from_slice(extra);
+    let hosts = fleet(&sim, &store, INSTANCES, &vars);
+    let started = Instant::now();
+    let ids: Vec<String> = (0..ALERTS).map(|i| format!("vol-{i:04}")).collect();
+    for (n, chunk) in ids.chunks(AT_ONCE).enumerate() {
+        let deliveries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ((n + i) % INSTANCES, market_alert(id, "0.0001")))
+            .collect();
+        for (id, ex) in chunk.iter().zip(at_once(&hosts, deliveries).await) {
+            let answer = read_answer(&ex, &cl_ord_id_for_id(id));
+            assert_eq!(answer.kind(), "placed", "{what} {id}:\n{ex}");
+        }
+    }
+    let first_pass = started.elapsed();
+    // A fixed shuffle of a fifth of them.
+    let mut resent: Vec<usize> = (0..ALERTS).filter(|i| (i * 7919) % 5 == 0).collect();
+    let mut x: u64 = 0x5eed;
+    for i in (1..resent.len()).rev() {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        resent.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for (n, chunk) in resent.chunks(AT_ONCE).enumerate() {
+        let deliveries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| ((n + i + 1) % INSTANCES, market_alert(&ids[a], "0.0001")))
+            .collect();
+        for (&a, ex) in chunk.iter().zip(at_once(&hosts, deliveries).await) {
+            let answer = read_answer(&ex, &cl_ord_id_for_id(&ids[a]));
+            assert_eq!(
+                answer.kind(),
+                "duplicate",
+                "{what} resend of {}:\n{ex}",
+                ids[a]
+            );
+            *answers
+                .entry(format!("{answer:?}").split(' ').take(3).collect())
+                .or_default() += 1;
+        }
+    }
+    let orders = sim.orders();
+    assert_eq!(orders.len(), ALERTS, "{what}: second orders");
+    let lookups = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("ClosedOrders"))
+        .count();
+    eprintln!(
+        "{what}: {ALERTS} alerts in {first_pass:.1?}, {} resends, 0 second orders, {lookups} look-ups, {} keys left in the store",
+        resent.len(),
+        store.keys().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_alerts_and_resends_in_memory() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    volume(store, &[], "in memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_alerts_and_resends_on_redis() {
+    let Some((store, _server)) = store(Backend::Redis) else {
+        return;
+    };
+    volume(store, &[], "on Redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_alerts_and_resends_under_a_1024_key_cap() {
+    let (store, _) = store(Backend::Memory).unwrap();
+    store.set_key_limit(Some(1_024));
+    volume(store.clone(), &[("state_max_keys", "900")], "1,024-key cap").await;
+    assert!(store.keys().len() <= 1_024);
+}
+
+// ---- the build for hosts without atomics ---------------------------------------------------
+
+/// The `host-spin-noatomics` build (Spin before 3.1, Akamai Functions) runs on a store
+/// without atomics: it trades, replays resends from the store, and looks every order up
+/// on Kraken first. Its limit, measured here: simultaneous deliveries of one market alert
+/// can still both trade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_build_without_atomics_runs_and_its_limit_is_measured() {
+    const ROUNDS: usize = 20;
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let host = SpinHost::builder(wasm_path(Flavour::SpinNoAtomics))
+        .variables(settings(&sim))
+        .variable("rate_limit_per_minute", "100000")
+        .allow_outbound(sim.url())
+        .kv_store(store.clone())
+        .build();
+    // One delivery, then its resend: placed once (after a look-up), then replayed.
+    let body = market_alert("noatomics-0", "0.0001");
+    let cl = cl_ord_id_for_id("noatomics-0");
+    let ex = host.handle(post(body.clone(), &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "placed", "{ex}");
+    let ex = host.handle(post(body, &[])).await;
+    assert_eq!(read_answer(&ex, &cl).kind(), "duplicate", "{ex}");
+    let methods: Vec<_> = private_requests(&sim)
+        .into_iter()
+        .filter_map(|r| r.method)
+        .collect();
+    assert_eq!(methods, ["ClosedOrders", "AddOrder"]);
+    assert_eq!(store.ops().increments, 0, "no atomic operation was used");
+
+    // Four simultaneous deliveries per round.
+    let hosts = vec![host; 1];
+    let mut extra = 0;
+    for r in 0..ROUNDS {
+        let id = format!("noatomics-race-{r}");
+        let cl = cl_ord_id_for_id(&id);
+        let body = market_alert(&id, "0.0001");
+        for ex in at_once(&hosts, vec![(0, body.clone()); 4]).await {
+            // Inside the contract's outcomes and the budget, whatever it traded.
+            read_answer(&ex, &cl);
+        }
+        extra += orders_with(&sim, &cl).len().saturating_sub(1);
+    }
+    eprintln!(
+        "without atomics: {extra} extra orders in {ROUNDS} rounds of 4 simultaneous deliveries of one market alert"
+    );
+}
