@@ -282,9 +282,12 @@ pub fn prune(keys: &[String], now_secs: u64, max_keys: Option<usize>) -> Prune {
 }
 
 fn claim_expired(key: &str, now_secs: u64) -> bool {
-    // Slot s is claimed in until slot s + 1 ends; one more slot of margin.
+    // Slot s's counter is incremented by deliveries that arrived in slots s - 1 and s, and
+    // a claim only counts when its increments end within CLAIM_WINDOW_MS of the arrival:
+    // none after (s + 1) * len + 1 s. Deleted at (s + 2) * len: a second of margin for the
+    // clocks of other instances.
     bucket_of(key, CLAIM_PREFIX)
-        .is_some_and(|(len, slot)| (slot + 3).saturating_mul(len) <= now_secs)
+        .is_some_and(|(len, slot)| (slot + 2).saturating_mul(len) <= now_secs)
 }
 
 fn lease_expired(key: &str, now_secs: u64) -> bool {

@@ -6,8 +6,7 @@
 //!   simulator never holds two orders for one alert.
 //! * The time budget: whatever Kraken does, every answer arrives inside 2.5 s and is never a
 //!   5xx while an order may exist.
-//! * Concurrency: the same alert at once books at most one order; many different alerts at
-//!   once all trade.
+//! * Concurrency: many different alerts at once all trade (the same alert at once: `fleet.rs`).
 
 mod common;
 
@@ -608,118 +607,8 @@ async fn deliver_at_once(host: &SpinHost, bodies: Vec<String>) -> Vec<(Exchange,
     out
 }
 
-/// What one round of four simultaneous deliveries of the same resting limit alert did.
-struct Race {
-    sim: Sim,
-    host: SpinHost,
-    body: String,
-    cl: String,
-    txid: String,
-    answers: Vec<(Answer, Exchange)>,
-}
-
-impl Race {
-    /// Answers refused by Kraken as a duplicate `cl_ord_id`: deliveries that read the store
-    /// before any of them had claimed the key.
-    /// Deliveries that raced past the store and were stopped by Kraken's cl_ord_id check.
-    fn lost(&self) -> usize {
-        self.sim
-            .requests()
-            .iter()
-            .filter(|r| r.method.as_deref() == Some("AddOrder"))
-            .filter(|r| r.errors.iter().any(|e| e == "EOrder:Duplicate order"))
-            .count()
-    }
-}
-
-/// Four simultaneous deliveries of one alert: the exchange holds exactly one order, exactly
-/// one delivery placed it, and no answer is a 5xx or claims another order.
-async fn race(round: usize) -> Race {
-    let sim = sim();
-    let host = spin_host(&sim, &[NO_LIMIT]);
-    let id = format!("race-{round}");
-    let cl = cl_ord_id_for_id(&id);
-    let body = resting_limit_alert(&id);
-    let results = deliver_at_once(&host, vec![body.clone(); 4]).await;
-
-    let orders = orders_with(&sim, &cl);
-    assert_eq!(orders.len(), 1, "round {round}: {orders:#?}");
-    assert_eq!(sim.orders().len(), 1);
-    let txid = orders[0].txid.clone();
-    let mut answers = Vec::new();
-    for (ex, wall) in results {
-        assert!(wall < BUDGET, "{wall:?}");
-        let answer = read_answer(&ex, &cl);
-        check_truth(&sim, &cl, &answer, &ex, &format!("race round {round}"));
-        match &answer {
-            Answer::Placed(t) => assert_eq!(*t, txid),
-            Answer::Duplicate { outcome, txid: t } => assert!(
-                outcome == "in_flight" || (outcome == "placed" && t.as_ref() == Some(&txid)),
-                "round {round}: {answer:?}:\n{ex}"
-            ),
-            // A delivery that raced past the store (no compare-and-swap) is refused by
-            // Kraken's cl_ord_id check and must still answer as a duplicate of the placed
-            // order (matched above), never as a rejection.
-            other => panic!("round {round}: {other:?}:\n{ex}"),
-        }
-        answers.push((answer, ex));
-    }
-    let placed = answers
-        .iter()
-        .filter(|(a, _)| matches!(a, Answer::Placed(_)))
-        .count();
-    assert_eq!(placed, 1, "round {round}: exactly one delivery placed it");
-    Race {
-        sim,
-        host,
-        body,
-        cl,
-        txid,
-        answers,
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_duplicates_book_at_most_one_order() {
-    let mut lost = 0;
-    for round in 0..8 {
-        lost += race(round).await.lost();
-    }
-    eprintln!("concurrent duplicates: {lost} race(s) stopped by Kraken's cl_ord_id check");
-}
-
-/// After a lost race, the alert's record must still tell the first outcome (contract 2.4: a
-/// key already seen answers `200 duplicate` with the first outcome), and the loser itself
-/// is a duplicate, not a rejection: TradingView would report a failed alert for an order
-/// that exists.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_race_keeps_the_first_outcome() {
-    for round in 0..30 {
-        let r = race(100 + round).await;
-        if r.lost() == 0 {
-            continue;
-        }
-        let ex = r.host.handle(post(r.body.clone(), &[])).await;
-        let answer = read_answer(&ex, &r.cl);
-        assert_eq!(
-            answer,
-            Answer::Duplicate {
-                outcome: "placed".into(),
-                txid: Some(r.txid.clone())
-            },
-            "the record no longer tells the truth:\n{ex}"
-        );
-        assert_eq!(r.sim.orders().len(), 1);
-        for (answer, ex) in &r.answers {
-            assert_eq!(
-                ex.status, 200,
-                "a duplicate delivery answered {answer:?}:\n{ex}"
-            );
-        }
-        return;
-    }
-    eprintln!("no race was lost in 30 rounds; nothing to check");
-}
+// Simultaneous deliveries of one alert, on one instance and on a fleet sharing a store, with
+// market orders that fill at once: `fleet.rs`.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_different_alerts_at_once_all_trade() {

@@ -205,6 +205,11 @@ async fn sixteen_distinct_alerts_over_the_fleet_all_trade_at_first_delivery() {
     let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
     let (slowest, refusals) = burst(&hosts, &sim, 16, "burst16").await;
     assert_eq!(sim.orders().len(), 16);
+    // Framed as Kraken's clients frame a request: a Content-Length, never chunked.
+    for r in private_requests(&sim) {
+        assert!(!r.chunked, "{:?} was sent chunked", r.method);
+        assert!(r.content_length.is_some_and(|n| n > 0), "{:?}", r.method);
+    }
     eprintln!(
         "16 alerts over {INSTANCES} instances: slowest {slowest:.0?}, {refusals} nonce refusals retried"
     );

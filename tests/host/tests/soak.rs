@@ -1,10 +1,11 @@
-//! Soak: 1,000 deliveries through the real Spin component against the simulator.
+//! Soak: 1,000 deliveries through the real Spin component against the simulator, over a
+//! fleet of four instances sharing one store.
 //!
 //! 500 distinct alerts, each delivered twice (the second delivery is TradingView's resend),
-//! in a shuffled order fixed by a seed, four deliveries at a time (never two of the same
-//! alert at once: TradingView resends one after the other). About a fifth of the AddOrder
-//! calls meet a fault. At the end: no alert traded twice, none was lost, and every answer
-//! agreed with the exchange when it was given.
+//! in a shuffled order fixed by a seed, four deliveries at a time, each to the next instance
+//! (never two of the same alert at once: TradingView resends one after the other). About a
+//! fifth of the AddOrder calls meet a fault. At the end: no alert traded twice, none was
+//! lost, and every answer agreed with the exchange when it was given.
 
 mod common;
 
@@ -166,11 +167,16 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-async fn deliver(host: &SpinHost, bodies: Vec<String>) -> Vec<(Exchange, f64)> {
+async fn deliver(
+    hosts: &[SpinHost],
+    bodies: Vec<String>,
+    next: &mut usize,
+) -> Vec<(Exchange, f64)> {
     let handles: Vec<_> = bodies
         .into_iter()
         .map(|body| {
-            let host = host.clone();
+            let host = hosts[*next % hosts.len()].clone();
+            *next += 1;
             tokio::spawn(async move {
                 let ex = host
                     .handle(post(body, &[("content-type", "text/plain")]))
@@ -190,7 +196,12 @@ async fn deliver(host: &SpinHost, bodies: Vec<String>) -> Vec<(Exchange, f64)> {
 async fn soak_1000_deliveries_with_faults_trade_each_alert_at_most_once() {
     let started = Instant::now();
     let sim = sim();
-    let host = spin_host(&sim, &[("rate_limit_per_minute", "100000")]);
+    let store = bridge_host::KeyValueStore::new();
+    store.set_op_delay(Duration::from_micros(500));
+    let hosts: Vec<SpinHost> = (0..4)
+        .map(|_| spin_host_on(&sim, &store, &[("rate_limit_per_minute", "100000")]))
+        .collect();
+    let mut next = 0;
     let alerts: Vec<Alert> = (0..ALERTS).map(alert).collect();
 
     let mut rng = Lcg(SEED);
@@ -215,7 +226,7 @@ async fn soak_1000_deliveries_with_faults_trade_each_alert_at_most_once() {
             }
         }
         let bodies = group.iter().map(|&a| alerts[a].body.clone()).collect();
-        let results = deliver(&host, bodies).await;
+        let results = deliver(&hosts, bodies, &mut next).await;
         // Every answer against the exchange as it stood once the whole group had answered
         // (no other delivery of these alerts was in flight meanwhile).
         let orders = sim.orders();

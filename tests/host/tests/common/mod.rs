@@ -53,6 +53,22 @@ pub fn spin_host(sim: &Sim, extra: &[(&str, &str)]) -> SpinHost {
         .build()
 }
 
+/// [`spin_host`] on a shared key-value store: one instance of a fleet.
+pub fn spin_host_on(
+    sim: &Sim,
+    store: &bridge_host::KeyValueStore,
+    extra: &[(&str, &str)],
+) -> SpinHost {
+    let mut vars = settings(sim);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    SpinHost::builder(wasm_path(Flavour::Spin))
+        .variables(vars)
+        .allow_outbound(sim.url())
+        .client_addr(Some("52.89.214.238:41234"))
+        .kv_store(store.clone())
+        .build()
+}
+
 /// `POST /webhook` with `body` and headers.
 pub fn post(body: impl Into<Bytes>, headers: &[(&str, &str)]) -> http::Request<Bytes> {
     let mut req = http::Request::post("/webhook");
