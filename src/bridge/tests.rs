@@ -1341,11 +1341,10 @@ fn a_slow_store_claims_nothing_and_releases_its_record() {
     assert_eq!(body(&d)["status"], "placed");
 }
 
-#[test]
-fn a_released_claim_is_taken_over_by_one_delivery_only() {
+/// LIMIT's record key and a `released` record under it.
+fn released_limit_record() -> (String, crate::idempotency::Record) {
     let key = DedupeKey::new(None, LIMIT.as_bytes());
-    let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
-    let released = crate::idempotency::Record {
+    let record = crate::idempotency::Record {
         state: crate::idempotency::RecordState::Released,
         first_seen: NOW.secs(),
         cl_ord_id: key.cl_ord_id(),
@@ -1354,6 +1353,12 @@ fn a_released_claim_is_taken_over_by_one_delivery_only() {
         owner: "gone".into(),
         claimed_at: 0,
     };
+    (key.store_keys(NOW.secs(), 60)[0].clone(), record)
+}
+
+#[test]
+fn a_released_claim_is_taken_over_by_one_delivery_only() {
+    let (record_key, released) = released_limit_record();
     let mut w = World::with_replies([]);
     w.store.insert(record_key.clone(), released.encode());
     // Another delivery swaps it first, between our read and our swap.
@@ -1382,17 +1387,7 @@ fn a_released_claim_is_taken_over_by_one_delivery_only() {
 fn a_swap_reported_won_but_not_written_backs_off() {
     // Spin 4.0.2 on Redis answers an aborted compare-and-swap as a success: the read-back
     // shows the other delivery's claim, and this one answers as its duplicate.
-    let key = DedupeKey::new(None, LIMIT.as_bytes());
-    let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
-    let released = crate::idempotency::Record {
-        state: crate::idempotency::RecordState::Released,
-        first_seen: NOW.secs(),
-        cl_ord_id: key.cl_ord_id(),
-        status: 0,
-        body: Value::Null,
-        owner: "gone".into(),
-        claimed_at: 0,
-    };
+    let (record_key, released) = released_limit_record();
     let mut w = World::with_replies([]);
     w.store.insert(record_key.clone(), released.encode());
     let mut step = handle(config(&[]), host(), post(LIMIT, &[]));

@@ -176,13 +176,7 @@ impl Pending {
             _ => false,
         };
         match reply {
-            _ if ours => {
-                self.claim = match std::mem::replace(&mut self.claim, Claim::None) {
-                    Claim::Written(bytes) => Claim::Owned(bytes),
-                    other => other,
-                };
-                self.prepare()
-            }
+            _ if ours => self.own_and_trade(),
             StoreReply::Value(_) => self.on_lost_read(reply),
             _ => {
                 self.claim = Claim::None;
@@ -242,6 +236,14 @@ impl Pending {
             .with("limit_per_minute", self.cx.config.rate_limit_per_minute);
         self.cx
             .reject(Reject::RateLimited { retry_after }, Some(event))
+    }
+
+    /// The claim written is this delivery's: it trades.
+    fn own_and_trade(mut self) -> Step {
+        if let Claim::Written(bytes) = std::mem::replace(&mut self.claim, Claim::None) {
+            self.claim = Claim::Owned(bytes);
+        }
+        self.prepare()
     }
 
     // ---- the claim of a fresh key ------------------------------------------------------
@@ -314,18 +316,11 @@ impl Pending {
     pub(super) fn on_claim_count(mut self, i: usize, reply: StoreReply) -> Step {
         match reply {
             StoreReply::Count(1) if i == 0 => self.claim_count(1),
-            StoreReply::Count(1) => {
-                // Both counters are ours; a late answer proves nothing (see above).
-                if let Some(spent) = self.too_slow_to_claim() {
-                    return self.claim_too_slow(spent);
-                }
-                let mut this = self;
-                this.claim = match std::mem::replace(&mut this.claim, Claim::None) {
-                    Claim::Written(bytes) => Claim::Owned(bytes),
-                    other => other,
-                };
-                this.prepare()
-            }
+            StoreReply::Count(1) => match self.too_slow_to_claim() {
+                // Both counters are ours, but a late answer proves nothing (see above).
+                Some(spent) => self.claim_too_slow(spent),
+                None => self.own_and_trade(),
+            },
             StoreReply::Count(_) => {
                 // Another delivery of this alert claimed it.
                 self.claim = Claim::None;
@@ -375,13 +370,7 @@ impl Pending {
                     self.claim = Claim::None;
                     self.duplicate(&r, false)
                 }
-                _ => {
-                    self.claim = match std::mem::replace(&mut self.claim, Claim::None) {
-                        Claim::Written(b) => Claim::Owned(b),
-                        other => other,
-                    };
-                    self.prepare()
-                }
+                _ => self.own_and_trade(),
             },
             _ => {
                 self.claim = Claim::None;

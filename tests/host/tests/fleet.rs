@@ -10,31 +10,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge_host::{Exchange, Flavour, KeyValueStore, RedisServer, SpinHost, wasm_path};
 use common::*;
 use kraken_sim::{RateTier, Sim};
-use tokio::sync::Barrier;
 
 const INSTANCES: usize = 4;
 const NO_LIMIT: (&str, &str) = ("rate_limit_per_minute", "100000");
 
 /// `n` instances of the Spin flavour sharing `store`, pointed at `sim`.
 fn fleet(sim: &Sim, store: &KeyValueStore, n: usize, extra: &[(&str, &str)]) -> Vec<SpinHost> {
-    let mut vars = settings(sim);
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    (0..n)
-        .map(|i| {
-            SpinHost::builder(wasm_path(Flavour::Spin))
-                .variables(vars.clone())
-                .allow_outbound(sim.url())
-                .client_addr(Some(format!("52.89.214.238:{}", 41_000 + i)))
-                .kv_store(store.clone())
-                .build()
-        })
-        .collect()
+    (0..n).map(|_| spin_host_on(sim, store, extra)).collect()
 }
 
 /// The store a test runs on: in memory, or on a fresh Redis server (`None` when
@@ -64,26 +51,19 @@ fn store(backend: Backend) -> Option<(KeyValueStore, Option<RedisServer>)> {
     Some(store)
 }
 
-/// Delivers each `(instance, body)` at the same instant (a barrier releases them together).
+/// Delivers each `(instance, body)` at the same instant.
 async fn at_once(hosts: &[SpinHost], deliveries: Vec<(usize, String)>) -> Vec<Exchange> {
-    let barrier = Arc::new(Barrier::new(deliveries.len()));
-    let tasks: Vec<_> = deliveries
+    let jobs = deliveries
         .into_iter()
         .map(|(i, body)| {
             let host = hosts[i].clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
+            async move {
                 host.handle(post(body, &[("content-type", "text/plain")]))
                     .await
-            })
+            }
         })
         .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.expect("delivery task"));
-    }
-    out
+    at_the_same_instant(jobs).await
 }
 
 /// One round: `deliveries` copies of one market alert at once; exactly one order, exactly
@@ -482,7 +462,7 @@ async fn the_build_without_atomics_runs_and_its_limit_is_measured() {
     let sim = sim();
     let host = SpinHost::builder(wasm_path(Flavour::SpinNoAtomics))
         .variables(settings(&sim))
-        .variable("rate_limit_per_minute", "100000")
+        .variable(NO_LIMIT.0, NO_LIMIT.1)
         .allow_outbound(sim.url())
         .kv_store(store.clone())
         .build();

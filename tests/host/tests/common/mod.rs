@@ -43,30 +43,51 @@ pub fn settings(sim: &Sim) -> Vec<(String, String)> {
 }
 
 /// The Spin flavour with `settings` (later entries win), allowed to reach only `sim`.
-pub fn spin_host(sim: &Sim, extra: &[(&str, &str)]) -> SpinHost {
+pub fn spin_builder(sim: &Sim, extra: &[(&str, &str)]) -> bridge_host::SpinHostBuilder {
     let mut vars = settings(sim);
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     SpinHost::builder(wasm_path(Flavour::Spin))
         .variables(vars)
         .allow_outbound(sim.url())
         .client_addr(Some("52.89.214.238:41234"))
-        .build()
 }
 
-/// [`spin_host`] on a shared key-value store: one instance of a fleet.
+/// [`spin_builder`], built, with a store of its own.
+pub fn spin_host(sim: &Sim, extra: &[(&str, &str)]) -> SpinHost {
+    spin_builder(sim, extra).build()
+}
+
+/// [`spin_builder`] on a shared key-value store: one instance of a fleet.
 pub fn spin_host_on(
     sim: &Sim,
     store: &bridge_host::KeyValueStore,
     extra: &[(&str, &str)],
 ) -> SpinHost {
-    let mut vars = settings(sim);
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    SpinHost::builder(wasm_path(Flavour::Spin))
-        .variables(vars)
-        .allow_outbound(sim.url())
-        .client_addr(Some("52.89.214.238:41234"))
-        .kv_store(store.clone())
-        .build()
+    spin_builder(sim, extra).kv_store(store.clone()).build()
+}
+
+/// Runs every job at the same instant: each is spawned, waits at one barrier, then runs.
+pub async fn at_the_same_instant<T, F>(jobs: Vec<F>) -> Vec<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(jobs.len()));
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                job.await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("a delivery task"));
+    }
+    out
 }
 
 /// `POST /webhook` with `body` and headers.
