@@ -116,6 +116,7 @@ enum Stage {
     LookupAfter(List),
     Finishing,
     RecordCheck,
+    ReleaseRead,
     PruneLease,
     PruneKeys,
     ForgetRead,
@@ -196,6 +197,8 @@ pub struct Pending {
     /// Look the order up on Kraken before sending it.
     lookup_first: bool,
     claim: Claim,
+    /// After a `503`: release the in-flight record, whoever wrote it last.
+    release_in_flight: bool,
     /// This minute's count of alerts after this one was counted (0: not counted).
     rate_count: i64,
     attempts: u8,
@@ -241,6 +244,7 @@ impl Pending {
             atomics: has_store,
             lookup_first: !has_store,
             claim: Claim::None,
+            release_in_flight: false,
             rate_count: 0,
             attempts: 0,
             nonce_retries: 0,
@@ -292,6 +296,7 @@ impl Pending {
             (Stage::LookupAfter(list), Input::Kraken(t)) => self.on_lookup_after(list, &t),
             (Stage::Finishing, Input::Store(_)) => self.next_op(),
             (Stage::RecordCheck, Input::Store(reply)) => self.on_record_check(reply),
+            (Stage::ReleaseRead, Input::Store(reply)) => self.on_release_read(reply),
             (Stage::PruneLease, Input::Store(reply)) => self.on_prune_lease(reply),
             (Stage::PruneKeys, Input::Store(reply)) => self.on_prune_keys(reply),
             (Stage::ForgetRead, Input::Store(reply)) => self.on_forget_read(reply),

@@ -1384,6 +1384,48 @@ fn a_released_claim_is_taken_over_by_one_delivery_only() {
 }
 
 #[test]
+fn an_owner_that_answers_503_releases_a_record_a_loser_overwrote() {
+    // A delivery that lost the claim overwrote the owner's in-flight record with its own;
+    // the owner's 503 must still release it, or the resend would answer `in_flight`.
+    let mut w = World::with_replies([reply(r#"{"error":["EAPI:Rate limit exceeded"]}"#)]);
+    let key = DedupeKey::new(None, LIMIT.as_bytes());
+    let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let mut overwritten = false;
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Store(op, p) => {
+                let tentative = matches!(&op, StoreOp::Set(k, _) if *k == record_key);
+                let r = w.store_op(op);
+                if tentative && !overwritten {
+                    overwritten = true;
+                    let mut theirs = released_limit_record().1;
+                    theirs.state = crate::idempotency::RecordState::InFlight;
+                    theirs.owner = "the-loser".into();
+                    w.store.insert(record_key.clone(), theirs.encode());
+                }
+                p.resume(Input::Store(r), NOW)
+            }
+            Step::Call(call, p) => {
+                let r = market_data(&call).unwrap_or_else(|| {
+                    w.calls.push(call.clone());
+                    w.replies.pop_front().expect("reply")
+                });
+                p.resume(Input::Kraken(r), NOW)
+            }
+            Step::Wait(_, p) => p.resume(Input::Waited, NOW),
+        };
+    };
+    assert_eq!(d.response.status, 503);
+    let record = crate::idempotency::Record::decode(&w.store[&record_key]).unwrap();
+    assert_eq!(record.state, crate::idempotency::RecordState::Released);
+    w.replies.push_back(reply(PLACED));
+    let d = w.send(config(&[]), LIMIT);
+    assert_eq!(body(&d)["status"], "placed");
+}
+
+#[test]
 fn a_swap_reported_won_but_not_written_backs_off() {
     // Spin 4.0.2 on Redis answers an aborted compare-and-swap as a success: the read-back
     // shows the other delivery's claim, and this one answers as its duplicate.

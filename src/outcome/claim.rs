@@ -382,27 +382,44 @@ impl Pending {
     // ---- after the answer is decided ---------------------------------------------------
 
     /// The store operations that give up this delivery's claim after a `503`: the record
-    /// becomes `released` (atomically, only if it is still this delivery's), so the resend
-    /// takes it over at once.
-    pub(super) fn release_ops(&self) -> Vec<StoreOp> {
-        let (Claim::Owned(mine) | Claim::Written(mine)) = &self.claim else {
-            return Vec::new();
-        };
+    /// becomes `released` (atomically, and only while it is in flight), so the resend takes
+    /// it over at once. An owner releases whatever in-flight record is there (a delivery that
+    /// lost the claim may have overwritten its own); a delivery that wrote its record but
+    /// never owned the alert releases only its own bytes.
+    pub(super) fn release_ops(&mut self) -> Vec<StoreOp> {
         if !self.store_ok {
             return Vec::new();
         }
-        let Some(mut record) = Record::decode(mine) else {
-            return Vec::new();
-        };
-        if !self.atomics {
-            return vec![StoreOp::Delete(self.record_key.clone())];
+        match &self.claim {
+            Claim::None => Vec::new(),
+            _ if !self.atomics => vec![StoreOp::Delete(self.record_key.clone())],
+            Claim::Owned(_) => {
+                self.release_in_flight = true;
+                Vec::new()
+            }
+            Claim::Written(mine) => released(mine)
+                .map(|new| StoreOp::Swap {
+                    key: self.record_key.clone(),
+                    expected: mine.clone(),
+                    new,
+                })
+                .into_iter()
+                .collect(),
         }
-        record.state = RecordState::Released;
-        vec![StoreOp::Swap {
-            key: self.record_key.clone(),
-            expected: mine.clone(),
-            new: record.encode(),
-        }]
+    }
+
+    pub(super) fn on_release_read(mut self, reply: StoreReply) -> Step {
+        if let StoreReply::Value(Some(current)) = reply {
+            if let Some(new) = released(&current) {
+                let key = self.record_key.clone();
+                self.finishing().ops.push_front(StoreOp::Swap {
+                    key,
+                    expected: current,
+                    new,
+                });
+            }
+        }
+        self.next_op()
     }
 
     /// Whether this answer prunes the store.
@@ -435,6 +452,11 @@ impl Pending {
             let key = self.record_key.clone();
             return self.store(Stage::RecordCheck, StoreOp::Get(key));
         }
+        if std::mem::take(&mut self.release_in_flight) {
+            let key = self.record_key.clone();
+            return self.store(Stage::ReleaseRead, StoreOp::Get(key));
+        }
+        let f = self.finishing();
         if let Some(op) = f.ops.pop_front() {
             return self.store(Stage::Finishing, op);
         }
@@ -507,3 +529,12 @@ impl Pending {
 }
 
 use crate::bridge::Step;
+
+/// The `released` form of an in-flight record; `None` for anything else.
+fn released(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut record = Record::decode(bytes)?;
+    (record.state == RecordState::InFlight).then(|| {
+        record.state = RecordState::Released;
+        record.encode()
+    })
+}
