@@ -1,9 +1,18 @@
 //! Speed of the sans-IO core, as ratios against a floor measured in the same run.
 //!
-//! The floor is what any bridge must do with an alert: parse its JSON. The measured paths are
-//! the whole handler up to the signed AddOrder (authenticate, parse, validate, dedupe and rate
-//! reads against an in-memory store, pair resolution from the cached pairs, planning,
-//! signing), and Kraken signing alone. Run with `scripts/bench`.
+//! The floor is what any bridge must do with an alert: parse its JSON. The measured paths run
+//! the whole handler up to the signed AddOrder (authenticate, parse, validate, the dedupe
+//! claim against an in-memory store, pair resolution, planning, signing), with Kraken's
+//! answers served from a pair list of Kraken's real size when one is given:
+//!
+//! ```text
+//! cargo run --release --example bench -- ITERATIONS [ASSET_PAIRS.json]
+//! ```
+//!
+//! `scripts/bench` writes that list with the simulator (`kraken-sim --print-asset-pairs 808`).
+//! Each case reports the Kraken calls an alert makes, the bytes it reads from Kraken and its
+//! core time: a cached symbol (the steady state), the first alert after the cache expired,
+//! and a symbol no Kraken name matches (the whole list is read, then the alert refused).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -17,64 +26,151 @@ use tv_kraken_bridge::time::Now;
 const SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 const KEY: &str =
     "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
-const PAIRS: &str = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","pair_decimals":1,"lot_decimals":8,"ordermin":"0.00005","costmin":"0.5","tick_size":"0.1","status":"online"}}}"#;
+const ONE_PAIR: &str = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","base":"XXBT","quote":"ZUSD","pair_decimals":1,"lot_decimals":8,"ordermin":"0.00005","costmin":"0.5","tick_size":"0.1","status":"online"}}}"#;
+const START: u64 = 1_764_355_200_000_000;
 
-fn body(i: u64) -> String {
+/// Kraken's `AssetPairs`, whole and by `pair` name.
+struct Kraken {
+    whole: Vec<u8>,
+    result: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Kraken {
+    fn new(whole: Vec<u8>) -> Kraken {
+        let v: serde_json::Value = serde_json::from_slice(&whole).expect("AssetPairs JSON");
+        let result = v["result"].as_object().expect("a result object").clone();
+        Kraken { whole, result }
+    }
+
+    /// The answer to an `AssetPairs` URL.
+    fn asset_pairs(&self, url: &str) -> Vec<u8> {
+        let Some((_, name)) = url.split_once("?pair=") else {
+            return self.whole.clone();
+        };
+        let name = name.replace("%2F", "/");
+        let found = self.result.iter().find(|(id, p)| {
+            **id == name || p["altname"] == name.as_str() || p["wsname"] == name.as_str()
+        });
+        match found {
+            Some((id, p)) => serde_json::json!({"error": [], "result": {id.clone(): p.clone()}})
+                .to_string()
+                .into_bytes(),
+            None => br#"{"error":["EQuery:Unknown asset pair"]}"#.to_vec(),
+        }
+    }
+}
+
+fn body(i: u64, symbol: &str, signed: bool) -> String {
+    let secret = if signed {
+        String::new()
+    } else {
+        format!(r#""secret":"{SECRET}","#)
+    };
     format!(
-        r#"{{"secret":"{SECRET}","id":"bench-{i}","symbol":"BTCUSD","side":"buy","order_type":"limit","volume":"0.0125","price":"37500.5"}}"#
+        r#"{{{secret}"id":"bench-{i}","symbol":"{symbol}","side":"buy","order_type":"limit","volume":"0.0125","price":"37500.5"}}"#
     )
 }
 
-/// Runs one alert through the core until the signed AddOrder; returns its body length.
-fn handler(config: &Config, store: &mut MemoryStore, i: u64) -> usize {
-    let now = Now(1_764_355_200_000_000 + i);
+fn signature(body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key");
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What one alert cost: Kraken calls before the AddOrder, and bytes read from Kraken.
+#[derive(Default, Clone, Copy)]
+struct Cost {
+    calls: usize,
+    bytes: usize,
+    /// It reached the signed AddOrder (not: answered before, e.g. `422 unknown_symbol`).
+    ordered: bool,
+}
+
+/// Runs one alert through the core until the signed AddOrder.
+fn handler(
+    config: &Config,
+    store: &mut MemoryStore,
+    kraken: &Kraken,
+    now: u64,
+    body: &str,
+    headers: &[(String, String)],
+) -> Cost {
     let host = Host {
-        now,
-        request_id: format!("r{i}"),
+        now: Now(now),
+        request_id: format!("r{now}"),
         client_addr: None,
         flavour: "spin",
         state_store: Some("default"),
     };
+    let mut h = vec![("content-type".to_string(), "application/json".to_string())];
+    h.extend_from_slice(headers);
     let request = Request {
         method: "POST".into(),
         path: "/webhook".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body(i).into_bytes(),
+        headers: h,
+        body: body.as_bytes().to_vec(),
     };
+    let mut cost = Cost::default();
     let mut step = bridge::handle(config.clone(), host, request);
     loop {
         step = match step {
-            Step::Call(call, _) if call.kraken_method == "AddOrder" => return call.body.len(),
-            Step::Call(_, pending) => pending.resume(
-                Input::Kraken(Transport::Reply {
-                    status: 200,
-                    body: PAIRS.as_bytes().to_vec(),
-                }),
-                now,
-            ),
+            Step::Call(call, _) if call.kraken_method == "AddOrder" => {
+                cost.ordered = true;
+                return cost;
+            }
+            Step::Call(call, pending) => {
+                let body = match call.kraken_method {
+                    "AssetPairs" => kraken.asset_pairs(&call.url),
+                    other => panic!("unexpected call {other}"),
+                };
+                cost.calls += 1;
+                cost.bytes += body.len();
+                pending.resume(
+                    Input::Kraken(Transport::Reply { status: 200, body }),
+                    Now(now),
+                )
+            }
             Step::Store(op, pending) => {
                 let reply = store.apply(op);
-                pending.resume(Input::Store(reply), now)
+                pending.resume(Input::Store(reply), Now(now))
             }
-            Step::Wait(_, pending) => pending.resume(Input::Waited, now),
-            Step::Done(d) => panic!("no AddOrder: {}", String::from_utf8_lossy(&d.response.body)),
+            Step::Wait(_, pending) => pending.resume(Input::Waited, Now(now)),
+            Step::Done(_) => return cost,
         };
     }
 }
 
-fn time<F: FnMut(u64)>(iterations: u64, mut f: F) -> f64 {
+fn time<F: FnMut(u64) -> Cost>(iterations: u64, mut f: F) -> (f64, Cost) {
+    let mut cost = Cost::default();
     let start = Instant::now();
     for i in 0..iterations {
-        f(i);
+        cost = f(i);
     }
-    start.elapsed().as_nanos() as f64 / iterations as f64
+    (start.elapsed().as_nanos() as f64 / iterations as f64, cost)
 }
 
 fn main() {
-    let iterations: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20_000);
+    let mut args = std::env::args().skip(1);
+    let iterations: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let (pairs, kraken) = match args.next() {
+        Some(path) => {
+            let whole = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let k = Kraken::new(whole);
+            (
+                format!("{} pairs, {} bytes", k.result.len(), k.whole.len()),
+                k,
+            )
+        }
+        None => (
+            "1 pair".to_string(),
+            Kraken::new(ONE_PAIR.as_bytes().to_vec()),
+        ),
+    };
     let config = Config::from_lookup(|name| match name {
         "webhook_secret" => Some(SECRET.into()),
         "kraken_api_key" => Some("bench-key".into()),
@@ -83,40 +179,126 @@ fn main() {
         _ => None,
     });
     assert!(config.is_usable(), "{:?}", config.problems);
-    let bodies: Vec<String> = (0..iterations).map(body).collect();
+    let secret_bodies: Vec<String> = (0..iterations).map(|i| body(i, "BTCUSD", false)).collect();
+    let signed_bodies: Vec<String> = (0..iterations).map(|i| body(i, "BTCUSD", true)).collect();
+    let signatures: Vec<Vec<(String, String)>> = signed_bodies
+        .iter()
+        .map(|b| vec![("x-signature".to_string(), signature(b))])
+        .collect();
 
-    // Warm up, then measure the floor and each path in the same run.
-    let mut store = MemoryStore::default();
-    handler(&config, &mut store, 0);
-    let floor = time(iterations, |i| {
+    // The floor, in the same run.
+    let (floor, _) = time(iterations, |i| {
         black_box(
-            serde_json::from_slice::<serde_json::Value>(bodies[i as usize].as_bytes()).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(secret_bodies[i as usize].as_bytes())
+                .unwrap(),
         );
+        Cost::default()
     });
-    let sign = time(iterations, |i| {
+    let (sign, _) = time(iterations, |i| {
         black_box(
             api_sign(
                 KEY.as_bytes(),
                 "/0/private/AddOrder",
                 i,
-                bodies[i as usize].as_bytes(),
+                secret_bodies[i as usize].as_bytes(),
             )
             .unwrap(),
         );
+        Cost::default()
+    });
+    // A cached symbol: warm the cache once, then every alert finds its pair there.
+    let mut store = MemoryStore::default();
+    handler(
+        &config,
+        &mut store,
+        &kraken,
+        START,
+        &body(0, "BTCUSD", false),
+        &[],
+    );
+    let (cached_secret, cached_cost) = time(iterations, |i| {
+        handler(
+            &config,
+            &mut store,
+            &kraken,
+            START + i + 1,
+            &secret_bodies[i as usize],
+            &[],
+        )
     });
     let mut store = MemoryStore::default();
-    let whole = time(iterations, |i| {
-        black_box(handler(&config, &mut store, i + 1));
-    });
-
-    println!("iterations: {iterations}");
-    println!("floor   parse the alert JSON          {floor:>10.0} ns/op  1.0x");
-    println!(
-        "sign    Kraken API-Sign               {sign:>10.0} ns/op  {:.1}x",
-        sign / floor
+    handler(
+        &config,
+        &mut store,
+        &kraken,
+        START,
+        &body(0, "BTCUSD", false),
+        &[],
     );
-    println!(
-        "handler alert to signed AddOrder      {whole:>10.0} ns/op  {:.1}x",
-        whole / floor
+    let (cached_signed, _) = time(iterations, |i| {
+        let i = i as usize;
+        handler(
+            &config,
+            &mut store,
+            &kraken,
+            START + i as u64 + 1,
+            &signed_bodies[i],
+            &signatures[i],
+        )
+    });
+    // The first alert after the cache expired: a fresh store every time.
+    let few = (iterations / 20).max(50);
+    let (expired, expired_cost) = time(few, |i| {
+        let mut store = MemoryStore::default();
+        handler(
+            &config,
+            &mut store,
+            &kraken,
+            START + i,
+            &secret_bodies[i as usize],
+            &[],
+        )
+    });
+    // A symbol no Kraken name matches: the `pair` query fails, the whole list is read and
+    // parsed, and the alert is refused (`422 unknown_symbol`).
+    let (unknown, unknown_cost) = time(few, |i| {
+        let mut store = MemoryStore::default();
+        let b = body(i, "NOSUCHCOIN/USD", false);
+        handler(&config, &mut store, &kraken, START + i, &b, &[])
+    });
+    assert!(cached_cost.ordered && expired_cost.ordered && !unknown_cost.ordered);
+    assert_eq!(
+        cached_cost.calls, 0,
+        "a cached symbol calls Kraken before its order"
+    );
+
+    println!("iterations: {iterations} (first-alert cases: {few}); pair list: {pairs}");
+    println!("| path | ns per alert | x floor | Kraken calls | bytes from Kraken |");
+    println!("|---|---:|---:|---:|---:|");
+    let row = |name: &str, ns: f64, c: Cost| {
+        println!(
+            "| {name} | {ns:.0} | {:.1} | {} | {} |",
+            ns / floor,
+            c.calls,
+            c.bytes
+        );
+    };
+    row("floor: parse the alert JSON", floor, Cost::default());
+    row("Kraken API-Sign alone", sign, Cost::default());
+    row(
+        "alert to signed AddOrder, cached symbol, body secret",
+        cached_secret,
+        cached_cost,
+    );
+    row(
+        "alert to signed AddOrder, cached symbol, X-Signature",
+        cached_signed,
+        cached_cost,
+    );
+    row("first alert after the cache expired", expired, expired_cost);
+    row(
+        "an unknown symbol (whole list read, refused)",
+        unknown,
+        unknown_cost,
     );
 }

@@ -29,8 +29,7 @@ use crate::auth::Credential;
 use crate::bridge::{Cx, Input, Step};
 use crate::config::Level;
 use crate::idempotency::{DedupeKey, Record, RecordState};
-use crate::kraken::pairs::Pair;
-use crate::kraken::pairs::{Pairs, Unresolved};
+use crate::kraken::pairs::{self, Pair, Pairs, Unresolved};
 use crate::kraken::reply::{self, AddOrder, Lookup, Transport};
 use crate::kraken::request::{private_call, public_call, Credentials};
 use crate::plan::OrderPlan;
@@ -55,16 +54,17 @@ pub const ORDER_DEADLINE_MS: u64 = 5_000;
 /// Calls refused for a stale nonce are retried up to this many times in all, as long as the
 /// budget allows (contract 2.4: concurrent requests reach Kraken out of order).
 pub const MAX_NONCE_RETRIES: u8 = 24;
-/// Where the pairs are cached in the state store.
-pub const PAIRS_KEY: &str = "kraken:pairs";
-/// How long cached pairs are used before they are fetched again.
+/// Where a symbol's pair is cached in the state store: one small entry per symbol (its
+/// [`pairs::lookup_name`]), so an alert never reads or parses Kraken's whole list.
+pub const PAIR_KEY_PREFIX: &str = "kraken:pair:";
+/// How long a cached pair is used before it is fetched again.
 pub const PAIRS_TTL_SECS: u64 = 3_600;
 
-/// The cached `AssetPairs`.
+/// A symbol's cached pair.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct PairsCache {
+struct CachedPair {
     fetched_at: u64,
-    pairs: Pairs,
+    pair: Pair,
 }
 
 /// Which order list a look-up reads.
@@ -179,11 +179,13 @@ pub struct Pending {
     pair: Option<Pair>,
     last: Option<Decimal>,
     free: Option<(Decimal, Decimal)>,
-    /// Pairs fetched from Kraken in this request, waiting to be cached.
-    fetched: Option<Pairs>,
-    /// The pairs came from the cache (an unknown symbol then refreshes them once).
-    pairs_from_cache: bool,
-    /// Kraken did not know the pair: forget the cached pairs.
+    /// The `pair` values to ask `AssetPairs` for before the whole list.
+    pair_queries: Vec<String>,
+    /// Which of them is asked now (`pair_queries.len()`: the whole list).
+    pair_query: usize,
+    /// A pair fetched from Kraken in this request, waiting to be cached.
+    fetched: Option<Pair>,
+    /// Kraken did not know the pair: forget the cached one.
     drop_pairs_cache: bool,
     /// Kraken refused the AddOrder as a duplicate `cl_ord_id`: the order exists.
     duplicate_refused: bool,
@@ -234,8 +236,9 @@ impl Pending {
             pair: None,
             last: None,
             free: None,
+            pair_queries: Vec::new(),
+            pair_query: 0,
             fetched: None,
-            pairs_from_cache: false,
             drop_pairs_cache: false,
             duplicate_refused: false,
             stage: Stage::DedupeRead(0),
@@ -280,8 +283,8 @@ impl Pending {
             (Stage::PairsRead, Input::Store(reply)) => self.on_pairs_read(reply),
             (Stage::PairsFetch, Input::Kraken(t)) => self.on_pairs_fetch(&t),
             (Stage::PairsWrite, Input::Store(_)) => {
-                let pairs = self.fetched.take().expect("fetched pairs");
-                self.resolve(&pairs)
+                let pair = self.fetched.take().expect("fetched pair");
+                self.checked_pair(pair)
             }
             (Stage::Ticker, Input::Kraken(t)) => self.on_ticker(&t),
             (Stage::Balance, Input::Kraken(t)) => self.on_balance(&t),
@@ -361,15 +364,30 @@ impl Pending {
     }
 
     /// After the claim: cancel everything, or fetch what the plan needs.
-    fn prepare(self) -> Step {
+    fn prepare(mut self) -> Step {
         if self.alert.action == Action::CancelAll {
             return self.call(Stage::Cancel, "CancelAll", &[]);
         }
+        let symbol = self.alert.symbol.clone().unwrap_or_default();
+        let map = &self.cx.config.symbol_map;
+        if Pairs::default().resolve(&symbol, map) == Err(Unresolved::Perpetual) {
+            let reason =
+                format!("{symbol} is a perpetual contract; Kraken spot trades only spot pairs");
+            return self.refuse(Reject::UnknownSymbol { reason });
+        }
+        self.pair_queries = pairs::pair_queries(&symbol, map);
         if self.store_ok {
-            self.store(Stage::PairsRead, StoreOp::Get(PAIRS_KEY.to_string()))
+            let key = self.pair_key();
+            self.store(Stage::PairsRead, StoreOp::Get(key))
         } else {
             self.fetch_pairs()
         }
+    }
+
+    fn pair_key(&self) -> String {
+        let symbol = self.alert.symbol.as_deref().unwrap_or_default();
+        let name = pairs::lookup_name(symbol, &self.cx.config.symbol_map);
+        format!("{PAIR_KEY_PREFIX}{name}")
     }
 
     fn on_cancel(self, t: &Transport) -> Step {
@@ -402,58 +420,54 @@ impl Pending {
         }
     }
 
-    fn on_pairs_read(mut self, reply: StoreReply) -> Step {
+    fn on_pairs_read(self, reply: StoreReply) -> Step {
         let now = self.cx.host.now.secs();
         let cached = match reply {
-            StoreReply::Value(Some(bytes)) => serde_json::from_slice::<PairsCache>(&bytes)
+            StoreReply::Value(Some(bytes)) => serde_json::from_slice::<CachedPair>(&bytes)
                 .ok()
                 .filter(|c| now.saturating_sub(c.fetched_at) <= PAIRS_TTL_SECS),
             _ => None,
         };
         match cached {
-            Some(c) => {
-                self.pairs_from_cache = true;
-                self.resolve(&c.pairs)
-            }
+            Some(c) => self.checked_pair(c.pair),
             None => self.fetch_pairs(),
         }
     }
 
-    fn fetch_pairs(mut self) -> Step {
-        self.pairs_from_cache = false;
-        self.public(Stage::PairsFetch, "AssetPairs", &[])
+    /// Asks `AssetPairs` for the next `pair` query, then for the whole list.
+    fn fetch_pairs(self) -> Step {
+        match self.pair_queries.get(self.pair_query) {
+            Some(q) => {
+                let q = q.clone();
+                self.public(Stage::PairsFetch, "AssetPairs", &[("pair", q)])
+            }
+            None => self.public(Stage::PairsFetch, "AssetPairs", &[]),
+        }
     }
 
     fn on_pairs_fetch(mut self, t: &Transport) -> Step {
+        let whole_list = self.pair_query >= self.pair_queries.len();
         let pairs = match t {
             Transport::Reply { status: 200, body } => Pairs::from_asset_pairs(body),
             Transport::Reply { status, .. } => Err(format!("HTTP {status}")),
             Transport::NotSent(e) | Transport::Lost(e) => Err(e.clone()),
         };
-        match pairs {
-            Ok(pairs) if self.store_ok => {
-                let cache = PairsCache {
-                    fetched_at: self.cx.host.now.secs(),
-                    pairs,
-                };
-                let bytes = serde_json::to_vec(&cache).expect("pairs serialise");
-                self.fetched = Some(cache.pairs);
-                self.store(
-                    Stage::PairsWrite,
-                    StoreOp::Set(PAIRS_KEY.to_string(), bytes),
-                )
+        let pairs = match pairs {
+            Ok(pairs) => pairs,
+            // Kraken does not know that name: ask the next one.
+            Err(e) if !whole_list && e.starts_with("EQuery:") => {
+                self.pair_query += 1;
+                return self.fetch_pairs();
             }
-            Ok(pairs) => self.resolve(&pairs),
-            Err(e) => self.unavailable(format!("could not read Kraken's pairs: {e}")),
-        }
-    }
-
-    fn resolve(mut self, pairs: &Pairs) -> Step {
+            Err(e) => return self.unavailable(format!("could not read Kraken's pairs: {e}")),
+        };
         let symbol = self.alert.symbol.clone().unwrap_or_default();
         let pair = match pairs.resolve(&symbol, &self.cx.config.symbol_map) {
             Ok(pair) => pair.clone(),
-            // A new listing may be missing from the cache: refresh it once.
-            Err(Unresolved::Unknown) if self.pairs_from_cache => return self.fetch_pairs(),
+            Err(Unresolved::Unknown) if !whole_list => {
+                self.pair_query += 1;
+                return self.fetch_pairs();
+            }
             Err(why) => {
                 let reason = match why {
                     Unresolved::Perpetual => format!(
@@ -465,6 +479,21 @@ impl Pending {
                 return self.refuse(Reject::UnknownSymbol { reason });
             }
         };
+        if !self.store_ok {
+            return self.checked_pair(pair);
+        }
+        let cache = CachedPair {
+            fetched_at: self.cx.host.now.secs(),
+            pair,
+        };
+        let bytes = serde_json::to_vec(&cache).expect("a pair serialises");
+        let key = self.pair_key();
+        self.fetched = Some(cache.pair);
+        self.store(Stage::PairsWrite, StoreOp::Set(key, bytes))
+    }
+
+    /// The symbol's pair is known: the risk rules on it, then the market data.
+    fn checked_pair(mut self, pair: Pair) -> Step {
         let allowed = &self.cx.config.allowed_symbols;
         if !allowed.is_empty()
             && !allowed
@@ -900,7 +929,7 @@ impl Pending {
         let prune = self.prunes();
         let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
         if self.drop_pairs_cache {
-            ops.push_back(StoreOp::Delete(PAIRS_KEY.to_string()));
+            ops.push_back(StoreOp::Delete(self.pair_key()));
         }
         self.finish = Some(Finish {
             status,

@@ -37,7 +37,7 @@ use tv_kraken_bridge::config::Config;
 use tv_kraken_bridge::kraken::pairs::Pairs;
 use tv_kraken_bridge::kraken::reply::Transport;
 use tv_kraken_bridge::kraken::request::Call;
-use tv_kraken_bridge::outcome::{BUDGET_MS, ORDER_DEADLINE_MS, PAIRS_KEY};
+use tv_kraken_bridge::outcome::{BUDGET_MS, ORDER_DEADLINE_MS, PAIR_KEY_PREFIX};
 use tv_kraken_bridge::store::{MemoryStore, StoreOp, StoreReply};
 use tv_kraken_bridge::time::Now;
 
@@ -622,20 +622,17 @@ fuzz_target!(|data: &[u8]| {
         last_nonce: 0,
     };
     if bit(scenario, 7) {
-        // Pairs cached an hour ago minus a minute, without SOLUSD: a SOLUSD alert refreshes.
+        // Pairs cached an hour ago minus a minute, each under its name, but SOLUSD: a
+        // SOLUSD alert asks Kraken.
         let pairs = Pairs::from_asset_pairs(ASSET_PAIRS.as_bytes()).expect("fixture");
-        let kept = Pairs(
-            pairs
-                .0
-                .into_iter()
-                .filter(|p| p.altname != "SOLUSD")
-                .collect(),
-        );
-        let mut cache =
-            format!(r#"{{"fetched_at":{},"pairs":"#, NOW / 1_000_000 - 3_540).into_bytes();
-        cache.extend_from_slice(&kept.encode());
-        cache.push(b'}');
-        world.store.map.insert(PAIRS_KEY.to_string(), cache);
+        for p in pairs.0.into_iter().filter(|p| p.altname != "SOLUSD") {
+            let cache = serde_json::json!({
+                "fetched_at": NOW / 1_000_000 - 3_540,
+                "pair": p,
+            });
+            let key = format!("{PAIR_KEY_PREFIX}{}", p.altname);
+            world.store.map.insert(key, cache.to_string().into_bytes());
+        }
     }
     let no_store = bit(flags, 3);
     let host = |now: u64, id: &str| Host {

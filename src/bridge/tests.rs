@@ -58,6 +58,10 @@ struct World {
     store: std::collections::BTreeMap<String, Vec<u8>>,
     replies: std::collections::VecDeque<Transport>,
     calls: Vec<Call>,
+    /// The URLs of the market data and balance calls, answered from fixtures.
+    public: Vec<String>,
+    /// Kraken does not know these `AssetPairs` `pair` names.
+    unknown_names: Vec<&'static str>,
     waits: Vec<u64>,
     ops: Vec<StoreOp>,
     store_fails: bool,
@@ -101,7 +105,7 @@ impl World {
             step = match step {
                 Step::Done(d) => return d,
                 Step::Call(call, p) => {
-                    let reply = match market_data(&call) {
+                    let reply = match self.market_data(&call) {
                         Some(r) => r,
                         None => {
                             let r = self.replies.pop_front().unwrap_or_else(|| {
@@ -135,7 +139,7 @@ impl World {
         loop {
             step = match step {
                 Step::Done(d) => return Err(d),
-                Step::Call(call, p) => match market_data(&call) {
+                Step::Call(call, p) => match self.market_data(&call) {
                     Some(r) => {
                         let now = self.now();
                         p.resume(Input::Kraken(r), now)
@@ -150,6 +154,22 @@ impl World {
                 Step::Wait(..) => panic!("unexpected wait"),
             }
         }
+    }
+}
+
+impl World {
+    /// [`market_data`], recorded, with the names Kraken does not know refused.
+    fn market_data(&mut self, call: &Call) -> Option<Transport> {
+        let answer = market_data(call)?;
+        self.public.push(call.url.clone());
+        let unknown = self.unknown_names.iter().any(|n| {
+            call.url
+                .ends_with(&format!("pair={}", n.replace('/', "%2F")))
+        });
+        if call.kraken_method == "AssetPairs" && unknown {
+            return Some(reply(r#"{"error":["EQuery:Unknown asset pair"]}"#));
+        }
+        Some(answer)
     }
 }
 
@@ -1227,14 +1247,83 @@ fn the_first_recorded_outcome_is_never_overwritten() {
 }
 
 #[test]
-fn an_unknown_pair_from_kraken_drops_the_cached_pairs() {
+fn an_unknown_pair_from_kraken_drops_the_cached_pair() {
     let mut w = World::with_replies([reply(r#"{"error":["EQuery:Unknown asset pair"]}"#)]);
     let d = w.send(config(&[]), LIMIT);
     assert_eq!(d.response.status, 422);
-    assert!(w
-        .ops
-        .contains(&StoreOp::Delete(crate::outcome::PAIRS_KEY.to_string())));
-    assert!(!w.store.contains_key(crate::outcome::PAIRS_KEY));
+    let key = format!("{}XBTUSD", crate::outcome::PAIR_KEY_PREFIX);
+    assert!(w.ops.contains(&StoreOp::Delete(key.clone())));
+    assert!(!w.store.contains_key(&key));
+}
+
+fn asset_pairs_calls(w: &World) -> Vec<&str> {
+    w.public
+        .iter()
+        .filter(|u| u.contains("/AssetPairs"))
+        .map(|u| u.rsplit('/').next().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_symbol_is_asked_of_kraken_by_name_then_cached_alone() {
+    let mut w = World::with_replies([reply(PLACED), reply(PLACED)]);
+    let d = w.send(config(&[]), &alert_with_id("c1"));
+    assert_eq!(body(&d)["status"], "placed");
+    // Only that pair was asked for, and only it is cached, under its own key.
+    assert_eq!(asset_pairs_calls(&w), ["AssetPairs?pair=XBTUSD"]);
+    let key = format!("{}XBTUSD", crate::outcome::PAIR_KEY_PREFIX);
+    let cached: Value = serde_json::from_slice(&w.store[&key]).unwrap();
+    assert_eq!(cached["pair"]["id"], "XXBTZUSD");
+    assert!(w.store[&key].len() < 512, "{} bytes", w.store[&key].len());
+    // The next alert reads the cached pair: no AssetPairs call.
+    let d = w.send(config(&[]), &alert_with_id("c2"));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(asset_pairs_calls(&w).len(), 1);
+    // An hour later it is fetched again.
+    w.clock += (crate::outcome::PAIRS_TTL_SECS + 1) * 1_000_000;
+    w.replies.push_back(reply(PLACED));
+    let d = w.send(config(&[]), &alert_with_id("c3"));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(asset_pairs_calls(&w).len(), 2);
+}
+
+#[test]
+fn trader_spellings_are_asked_with_krakens_names_then_the_whole_list() {
+    let portable = || Host {
+        state_store: None,
+        flavour: "wasi",
+        ..host()
+    };
+    // BTCUSD is not a Kraken name: XBTUSD is asked next.
+    let b = LIMIT.replace(r#""symbol":"XBTUSD""#, r#""symbol":"KRAKEN:BTCUSD""#);
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
+    w.unknown_names = vec!["BTCUSD"];
+    let d = w.run(handle(config(&[]), portable(), post(&b, &[])));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(
+        asset_pairs_calls(&w),
+        ["AssetPairs?pair=BTCUSD", "AssetPairs?pair=XBTUSD"]
+    );
+    // A spelling no name matches falls back to the whole list, once.
+    let b = LIMIT.replace(r#""symbol":"XBTUSD""#, r#""symbol":"btc/usd""#);
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
+    w.unknown_names = vec!["BTC/USD", "XBT/USD"];
+    let d = w.run(handle(config(&[]), portable(), post(&b, &[])));
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(
+        asset_pairs_calls(&w),
+        [
+            "AssetPairs?pair=BTC%2FUSD",
+            "AssetPairs?pair=XBT%2FUSD",
+            "AssetPairs"
+        ]
+    );
+    // A perpetual is refused before Kraken is asked anything.
+    let b = LIMIT.replace(r#""symbol":"XBTUSD""#, r#""symbol":"BTCUSDT.P""#);
+    let mut w = World::with_replies([]);
+    let d = w.run(handle(config(&[]), portable(), post(&b, &[])));
+    assert_eq!(body(&d)["error"], "unknown_symbol");
+    assert!(w.public.is_empty());
 }
 
 /// Drives one delivery of LIMIT; `between` runs right after its in-flight record is written,

@@ -155,6 +155,41 @@ impl Pairs {
     }
 }
 
+/// What a symbol is looked up as: the `symbol_map` target when it is mapped, otherwise the
+/// symbol without its exchange prefix, upper-case. It names the symbol's cache entry and
+/// is the first `pair` asked of `AssetPairs`.
+pub fn lookup_name(symbol: &str, symbol_map: &[(String, String)]) -> String {
+    let s = symbol.trim().to_ascii_uppercase();
+    match symbol_map.iter().find(|(from, _)| {
+        from.eq_ignore_ascii_case(&s) || from.eq_ignore_ascii_case(strip_exchange(&s))
+    }) {
+        Some((_, target)) => target.to_ascii_uppercase(),
+        None => strip_exchange(&s).to_string(),
+    }
+}
+
+/// The `pair` values to ask `AssetPairs` for, in order, before falling back to the whole
+/// list: the lookup name, then with Kraken's own `XBT` and `XDG` for `BTC` and `DOGE`
+/// (`BTCUSD` is `XBTUSD` on Kraken). Never one with characters Kraken's names do not use.
+pub fn pair_queries(symbol: &str, symbol_map: &[(String, String)]) -> Vec<String> {
+    let name = lookup_name(symbol, symbol_map);
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'.')
+    };
+    if !plain(&name) || name.ends_with(".P") {
+        return Vec::new();
+    }
+    let mut out = vec![name.clone()];
+    let kraken = name.replace("BTC", "XBT").replace("DOGE", "XDG");
+    if kraken != name {
+        out.push(kraken);
+    }
+    out
+}
+
 fn strip_exchange(s: &str) -> &str {
     s.rsplit_once(':').map_or(s, |(_, rest)| rest)
 }
@@ -283,6 +318,25 @@ pub(crate) mod tests {
         );
         assert_eq!(p.resolve("AAPL", &[]), Err(Unresolved::Unknown));
         assert_eq!(p.resolve("", &[]), Err(Unresolved::Unknown));
+    }
+
+    #[test]
+    fn lookup_names_and_pair_queries() {
+        let none: Vec<(String, String)> = Vec::new();
+        assert_eq!(lookup_name(" kraken:btcusd ", &none), "BTCUSD");
+        assert_eq!(pair_queries("KRAKEN:BTCUSD", &none), ["BTCUSD", "XBTUSD"]);
+        assert_eq!(pair_queries("XBTUSD", &none), ["XBTUSD"]);
+        assert_eq!(pair_queries("DOGE/USD", &none), ["DOGE/USD", "XDG/USD"]);
+        assert!(pair_queries("BTCUSDT.P", &none).is_empty());
+        assert!(pair_queries("XBT USD", &none).is_empty());
+        let map = parse_symbol_map("ETHUSDT=ETHUSD").unwrap();
+        assert_eq!(lookup_name("BINANCE:ETHUSDT", &map), "ETHUSD");
+        assert_eq!(pair_queries("ethusdt", &map), ["ETHUSD"]);
+        // Whatever was asked, the answer is resolved by the same rules as the whole list.
+        let p = pairs();
+        let subset = Pairs(vec![p.resolve("XBTUSD", &none).unwrap().clone()]);
+        assert_eq!(subset.resolve("BTCUSD", &none).unwrap().id, "XXBTZUSD");
+        assert_eq!(subset.resolve("BTCUSDT", &none), Err(Unresolved::Unknown));
     }
 
     #[test]
