@@ -314,15 +314,18 @@ impl Pending {
 
     // ---- Kraken ------------------------------------------------------------------------
 
-    /// Milliseconds left for Kraken calls.
-    fn remaining_ms(&self) -> u64 {
-        let spent = self
-            .cx
+    /// Milliseconds since the request arrived.
+    fn spent_ms(&self) -> u64 {
+        self.cx
             .host
             .now
             .millis()
-            .saturating_sub(self.started.millis());
-        (BUDGET_MS - RESPONSE_MARGIN_MS).saturating_sub(spent)
+            .saturating_sub(self.started.millis())
+    }
+
+    /// Milliseconds left for Kraken calls.
+    fn remaining_ms(&self) -> u64 {
+        (BUDGET_MS - RESPONSE_MARGIN_MS).saturating_sub(self.spent_ms())
     }
 
     fn public(mut self, stage: Stage, method: &'static str, query: &[(&str, String)]) -> Step {

@@ -293,12 +293,7 @@ impl Pending {
     /// and only then can no counter it increments have been pruned already. A slower store
     /// places nothing: `503`, the record released, and the resend claims again.
     fn too_slow_to_claim(&self) -> Option<u64> {
-        let spent = self
-            .cx
-            .host
-            .now
-            .millis()
-            .saturating_sub(self.started.millis());
+        let spent = self.spent_ms();
         (spent > CLAIM_WINDOW_MS).then_some(spent)
     }
 
