@@ -42,7 +42,8 @@ pub mod sign;
 pub mod time;
 
 pub use model::{
-    Account, BookedOrder, Exchange, Fault, FaultKind, OrderStatus, Pair, RateTier, RequestRecord,
+    realistic_asset_pairs_body, realistic_market, realistic_pairs, Account, BookedOrder, Exchange,
+    Fault, FaultKind, OrderStatus, Pair, RateTier, RequestRecord, KRAKEN_PAIR_COUNT,
 };
 pub use params::Params;
 pub use server::{Sim, SimOptions};

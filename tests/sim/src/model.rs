@@ -346,19 +346,36 @@ impl Pair {
     /// Whether `name` designates this pair: id, altname or wsname, or a
     /// `BASE/QUOTE` name using `BTC`/`DOGE` for `XBT`/`XDG`.
     pub fn matches(&self, name: &str) -> bool {
-        let n = name.trim().to_ascii_uppercase();
-        if n == self.id || n == self.altname || n == self.wsname {
-            return true;
-        }
+        self.matches_key(&PairKey::new(name))
+    }
+
+    fn matches_key(&self, k: &PairKey) -> bool {
+        k.name == self.id
+            || k.name == self.altname
+            || k.name == self.wsname
+            || k.wsname.as_deref() == Some(self.wsname.as_str())
+    }
+}
+
+/// A pair name normalised once for a scan of the whole table: upper case,
+/// trimmed, and its `BASE/QUOTE` form with Kraken's `XBT`/`XDG`.
+struct PairKey {
+    name: String,
+    wsname: Option<String>,
+}
+
+impl PairKey {
+    fn new(name: &str) -> Self {
+        let name = name.trim().to_ascii_uppercase();
         let alias = |s: &str| match s {
             "BTC" => "XBT".to_string(),
             "DOGE" => "XDG".to_string(),
             other => other.to_string(),
         };
-        match n.split_once('/') {
-            Some((b, q)) => format!("{}/{}", alias(b), alias(q)) == self.wsname,
-            None => false,
-        }
+        let wsname = name
+            .split_once('/')
+            .map(|(b, q)| format!("{}/{}", alias(b), alias(q)));
+        Self { name, wsname }
     }
 }
 
@@ -429,7 +446,8 @@ fn make_pair(
     }
 }
 
-/// The simulator's pair table.
+/// The simulator's pair table (the small one; see [`realistic_pairs`] for
+/// one of Kraken's size).
 pub fn default_pairs() -> Vec<Pair> {
     vec![
         make_pair(
@@ -557,6 +575,18 @@ pub fn plain_decimal(s: &str) -> Option<Decimal> {
 /// Number of significant decimals of a value (`1.2500` has 2).
 fn decimals(d: Decimal) -> u32 {
     d.normalize().scale()
+}
+
+mod realistic;
+pub use realistic::{realistic_market, realistic_pairs, KRAKEN_PAIR_COUNT};
+
+/// The body of the simulator's `AssetPairs` answer (every pair) with the
+/// table of [`realistic_market`]`(n)`: exactly what `GET
+/// /0/public/AssetPairs` serves with that table, e.g. to save as a fixture.
+pub fn realistic_asset_pairs_body(n: usize) -> String {
+    let mut ex = Exchange::new(&[]).expect("no accounts to decode");
+    ex.use_realistic_pairs(n);
+    ex.public("GET", "/0/public/AssetPairs", 0.0).body
 }
 
 // ---------------------------------------------------------------------------
@@ -1127,14 +1157,25 @@ impl Exchange {
         self.rate_limited
     }
 
+    /// Replaces the pair table and the last prices with
+    /// [`realistic_market`]`(n)`: the default pairs and prices, unchanged,
+    /// plus synthetic pairs up to `n` in all.
+    pub fn use_realistic_pairs(&mut self, n: usize) {
+        let (pairs, prices) = realistic_market(n);
+        self.pairs = pairs;
+        self.last_prices = prices;
+    }
+
     /// The pair `name` designates (id, altname, wsname).
     pub fn find_pair(&self, name: &str) -> Option<&Pair> {
-        self.pairs.iter().find(|p| p.matches(name))
+        let key = PairKey::new(name);
+        self.pairs.iter().find(|p| p.matches_key(&key))
     }
 
     /// Sets a pair's `status`; false if the pair is unknown.
     pub fn set_pair_status(&mut self, pair: &str, status: &str) -> bool {
-        match self.pairs.iter_mut().find(|p| p.matches(pair)) {
+        let key = PairKey::new(pair);
+        match self.pairs.iter_mut().find(|p| p.matches_key(&key)) {
             Some(p) => {
                 p.status = status.to_string();
                 true

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::params::form_encode;
+use std::collections::BTreeSet;
 
 const NOW: f64 = 1_700_000_000.0;
 const KEY: &str = Account::TEST_API_KEY;
@@ -1869,4 +1870,257 @@ fn account_debug_hides_secret() {
     let ex = Exchange::new(&[a]).unwrap();
     assert!(!format!("{ex:?}").contains("otp-secret-value"));
     assert!(Exchange::new(&[Account::new("k", "not base64!")]).is_err());
+}
+
+// -- realistic pair table ------------------------------------------------------------
+
+/// Every field of a Kraken `AssetPairs` pair object, with its JSON type.
+const PAIR_FIELDS: [(&str, &str); 24] = [
+    ("altname", "string"),
+    ("wsname", "string"),
+    ("aclass_base", "string"),
+    ("base", "string"),
+    ("aclass_quote", "string"),
+    ("quote", "string"),
+    ("lot", "string"),
+    ("cost_decimals", "number"),
+    ("pair_decimals", "number"),
+    ("lot_decimals", "number"),
+    ("lot_multiplier", "number"),
+    ("leverage_buy", "array"),
+    ("leverage_sell", "array"),
+    ("fees", "array"),
+    ("fees_maker", "array"),
+    ("fee_volume_currency", "string"),
+    ("margin_call", "number"),
+    ("margin_stop", "number"),
+    ("ordermin", "string"),
+    ("costmin", "string"),
+    ("tick_size", "string"),
+    ("status", "string"),
+    ("long_position_limit", "number"),
+    ("short_position_limit", "number"),
+];
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+    }
+}
+
+fn realistic_exchange(n: usize) -> Exchange {
+    let mut ex = Exchange::new(&[Account::test_default()]).unwrap();
+    ex.use_realistic_pairs(n);
+    ex
+}
+
+#[test]
+fn realistic_table_keeps_the_defaults_and_is_deterministic() {
+    let (pairs, prices) = realistic_market(KRAKEN_PAIR_COUNT);
+    assert_eq!(pairs.len(), KRAKEN_PAIR_COUNT);
+    assert_eq!(pairs[..6], default_pairs()[..], "defaults first, unchanged");
+    for (id, price) in default_last_prices() {
+        assert_eq!(prices[&id], price, "{id}");
+        assert_eq!(prices[&id].to_string(), price.to_string(), "{id}");
+    }
+    assert_eq!(realistic_market(KRAKEN_PAIR_COUNT), (pairs.clone(), prices));
+    // A smaller table is a prefix of a larger one; never fewer than the defaults.
+    assert_eq!(realistic_pairs(100)[..], pairs[..100]);
+    assert_eq!(realistic_pairs(0), default_pairs());
+    assert_eq!(realistic_pairs(3000).len(), 3000);
+}
+
+#[test]
+fn realistic_pairs_are_consistent() {
+    let (pairs, prices) = realistic_market(KRAKEN_PAIR_COUNT);
+    // No name designates two pairs.
+    let mut names = BTreeMap::new();
+    for p in &pairs {
+        for n in [&p.id, &p.altname, &p.wsname] {
+            if let Some(other) = names.insert(n.clone(), p.id.clone()) {
+                assert_eq!(other, p.id, "{n} names two pairs");
+            }
+        }
+    }
+    let legacy = |a: &str| a.len() == 4 && (a.starts_with('X') || a.starts_with('Z'));
+    let mut statuses = BTreeMap::new();
+    for p in &pairs {
+        let (b, q) = p.wsname.split_once('/').expect("BASE/QUOTE");
+        assert_eq!(p.altname, format!("{b}{q}"));
+        assert!(p.base.ends_with(b) && p.quote.ends_with(q), "{p:?}");
+        assert!(b
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(!matches!(b, "BTC" | "DOGE"), "Kraken says XBT and XDG");
+        if p.id != p.altname {
+            assert!(legacy(&p.base) && legacy(&p.quote), "legacy id {}", p.id);
+            assert_eq!(p.id, format!("{}{}", p.base, p.quote));
+        }
+        assert_eq!(p.tick_size(), Decimal::new(1, p.pair_decimals), "{}", p.id);
+        assert!(p.pair_decimals <= 10 && p.lot_decimals <= 8, "{}", p.id);
+        assert!(p.ordermin() > Decimal::ZERO && decimals(p.ordermin()) <= p.lot_decimals);
+        assert!(p.costmin() > Decimal::ZERO && decimals(p.costmin()) <= p.cost_decimals);
+        assert_eq!(p.leverage_buy, p.leverage_sell);
+        assert!(p.fees.len() >= 6 && p.fees.len() == p.fees_maker.len());
+        assert!(p.taker_fee() >= p.maker_fee());
+        assert!(p.long_position_limit >= p.short_position_limit && p.short_position_limit > 0);
+        let price = prices[&p.id];
+        assert!(price > Decimal::ZERO, "{}", p.id);
+        assert!(decimals(price) <= p.pair_decimals, "{} {price}", p.id);
+        // An order of the minimum volume at the last price meets the cost minimum.
+        assert!(p.ordermin() * price >= p.costmin(), "{}", p.id);
+        *statuses.entry(p.status.as_str()).or_insert(0) += 1;
+    }
+    assert!(statuses["online"] > 750, "{statuses:?}");
+    for s in ["cancel_only", "post_only", "limit_only"] {
+        assert!(statuses.get(s).is_some_and(|n| *n > 0), "{s}: {statuses:?}");
+    }
+    let quotes: BTreeSet<&str> = pairs.iter().map(|p| p.quote.as_str()).collect();
+    for q in [
+        "ZUSD", "ZEUR", "USDT", "USDC", "XXBT", "XETH", "ZGBP", "ZCAD",
+    ] {
+        assert!(quotes.contains(q), "{q}");
+    }
+    for id in [
+        "XLTCZUSD", "XETHXXBT", "ZEURZUSD", "USDTUSD", "LINKUSD", "DOTEUR",
+    ] {
+        assert!(names.contains_key(id), "{id}");
+    }
+}
+
+#[test]
+fn realistic_asset_pairs_answer_has_krakens_size_and_shape() {
+    let body = realistic_asset_pairs_body(KRAKEN_PAIR_COUNT);
+    println!(
+        "AssetPairs with {KRAKEN_PAIR_COUNT} pairs: {} bytes ({:.1} KB)",
+        body.len(),
+        body.len() as f64 / 1000.0
+    );
+    assert!(
+        (600_000..=900_000).contains(&body.len()),
+        "{} bytes",
+        body.len()
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], json!([]));
+    let result = v["result"].as_object().unwrap();
+    assert!(result.len() >= 800);
+    assert_eq!(result.len(), KRAKEN_PAIR_COUNT);
+    for (id, p) in result {
+        let obj = p.as_object().unwrap();
+        for (field, kind) in PAIR_FIELDS {
+            let got = obj.get(field).map(json_type);
+            assert_eq!(got, Some(kind), "{id}.{field}");
+        }
+        assert_eq!(obj.len(), PAIR_FIELDS.len(), "{id}: no other field");
+        for tier in p["fees"].as_array().unwrap() {
+            assert!(tier[0].is_u64() && tier[1].is_f64(), "{id} {tier}");
+        }
+    }
+    // The default pairs answer exactly as in the small table.
+    let mut small = Exchange::new(&[]).unwrap();
+    let small = small
+        .public("GET", "/0/public/AssetPairs", NOW)
+        .result()
+        .unwrap();
+    for (id, p) in small.as_object().unwrap() {
+        assert_eq!(&result[id], p, "{id}");
+    }
+}
+
+#[test]
+fn realistic_pair_filter_by_id_altname_wsname() {
+    let mut ex = realistic_exchange(KRAKEN_PAIR_COUNT);
+    let r = ex
+        .public(
+            "GET",
+            "/0/public/AssetPairs?pair=XLTCZUSD,LINKUSD,DOT%2FEUR,ETH/XBT,btc/usd",
+            NOW,
+        )
+        .result()
+        .unwrap();
+    let ids: Vec<&String> = r.as_object().unwrap().keys().collect();
+    assert_eq!(
+        ids,
+        vec!["DOTEUR", "LINKUSD", "XETHXXBT", "XLTCZUSD", "XXBTZUSD"]
+    );
+    assert_eq!(r["XLTCZUSD"]["altname"], "LTCUSD");
+    assert_eq!(r["XETHXXBT"]["wsname"], "ETH/XBT");
+    for bad in ["LINKUSD,NOPEUSD", "NOPE", "LINKUSD,", "BTCUSD"] {
+        let reply = ex.public("GET", &format!("/0/public/AssetPairs?pair={bad}"), NOW);
+        assert_eq!(reply.errors(), vec![e::UNKNOWN_PAIR], "{bad}");
+        assert!(reply.result().is_none());
+    }
+    let all = ex
+        .public("GET", "/0/public/AssetPairs", NOW)
+        .result()
+        .unwrap();
+    assert_eq!(all.as_object().unwrap().len(), KRAKEN_PAIR_COUNT);
+}
+
+#[test]
+fn realistic_ticker_and_orders_on_generated_pairs() {
+    let mut h = Harness::new();
+    h.ex.use_realistic_pairs(KRAKEN_PAIR_COUNT);
+    let r =
+        h.ex.public("GET", "/0/public/Ticker?pair=LINKUSD,XLTCZEUR", NOW)
+            .result()
+            .unwrap();
+    for id in ["LINKUSD", "XLTCZEUR"] {
+        let p = h.ex.find_pair(id).unwrap().clone();
+        let last = fixed(h.ex.last_price(id).unwrap(), p.pair_decimals);
+        assert_eq!(r[id]["c"][0], last.as_str(), "{id}");
+        assert_eq!(r[id]["b"][0], last.as_str(), "{id}");
+    }
+    assert_eq!(
+        h.ex.public("GET", "/0/public/Ticker?pair=LINKUSD,NOPE", NOW)
+            .errors(),
+        vec![e::UNKNOWN_PAIR]
+    );
+    let all =
+        h.ex.public("GET", "/0/public/Ticker", NOW)
+            .result()
+            .unwrap();
+    assert_eq!(all.as_object().unwrap().len(), KRAKEN_PAIR_COUNT);
+
+    // Every online pair accepts a limit buy of its minimum volume at its last
+    // price: the generated rules agree with each other and with AddOrder.
+    let quotes: BTreeSet<String> = h.ex.pairs.iter().map(|p| p.quote.clone()).collect();
+    for q in &quotes {
+        assert!(h.ex.set_balance(KEY, q, dec("1000000000")));
+    }
+    let online: Vec<Pair> =
+        h.ex.pairs
+            .iter()
+            .filter(|p| p.status == "online")
+            .cloned()
+            .collect();
+    for p in &online {
+        let price = fixed(h.ex.last_price(&p.id).unwrap(), p.pair_decimals);
+        let r = h.ok(
+            "AddOrder",
+            &[
+                ("pair", p.altname.as_str()),
+                ("type", "buy"),
+                ("ordertype", "limit"),
+                ("price", price.as_str()),
+                ("volume", p.ordermin.as_str()),
+                ("validate", "true"),
+            ],
+        );
+        assert!(r["descr"]["order"].as_str().unwrap().contains(&p.altname));
+    }
+    // And a market buy fills at the last price on a generated pair.
+    let txid = h.add(&[
+        ("pair", "DOT/EUR"),
+        ("type", "buy"),
+        ("ordertype", "market"),
+        ("volume", "10"),
+    ]);
+    assert_eq!(h.ex.order(&txid).unwrap().status, OrderStatus::Closed);
 }
