@@ -3,9 +3,10 @@
 //! Kraken has no spot sandbox, so the bridge's tests talk to this simulator
 //! over loopback HTTP. It authenticates requests exactly as Kraken documents
 //! (`API-Key`, `API-Sign`, nonces), validates `AddOrder` with Kraken's rules
-//! and error strings, books and fills orders against a small pair table, and
-//! can inject faults (delays, dropped connections, HTTP errors, Kraken errors)
-//! per request. With a [`RateTier`] set it also enforces Kraken's REST rate
+//! and error strings, books and fills orders against a small pair table (or,
+//! with [`SimOptions::realistic_pairs`], one of Kraken's size and shape: see
+//! [`realistic_market`]), and can inject faults (delays, dropped connections,
+//! HTTP errors, Kraken errors) per request. With a [`RateTier`] set it also enforces Kraken's REST rate
 //! counter per API key (off by default).
 //!
 //! - [`model`]: the exchange itself, with no I/O: accounts, the REST rate

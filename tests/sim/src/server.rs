@@ -39,8 +39,8 @@
 //! ([`Sim::advance_clock`]) to make the decay deterministic.
 
 use crate::model::{
-    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, PrivateRequest, RateTier, Reply,
-    RequestRecord,
+    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, Pair, PrivateRequest, RateTier,
+    Reply, RequestRecord,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -77,6 +77,12 @@ pub struct SimOptions {
     /// Kraken's REST rate counter with this tier's limits (default `None`:
     /// no limit). [`Sim::reset`] returns to this tier.
     pub rate_tier: Option<RateTier>,
+    /// A pair table of Kraken's size and shape:
+    /// [`realistic_market`](crate::model::realistic_market)`(n)`, the default
+    /// pairs plus synthetic ones up to `n` in all (Kraken lists
+    /// [`KRAKEN_PAIR_COUNT`](crate::model::KRAKEN_PAIR_COUNT)). Default
+    /// `None`: the small default table. [`Sim::reset`] returns to this table.
+    pub realistic_pairs: Option<usize>,
 }
 
 impl Default for SimOptions {
@@ -87,6 +93,7 @@ impl Default for SimOptions {
             log_requests: false,
             validate_checks_funds: true,
             rate_tier: None,
+            realistic_pairs: None,
         }
     }
 }
@@ -95,6 +102,9 @@ fn build_exchange(options: &SimOptions) -> anyhow::Result<Exchange> {
     let mut ex = Exchange::new(&options.accounts)?;
     ex.validate_checks_funds = options.validate_checks_funds;
     ex.set_rate_tier(options.rate_tier);
+    if let Some(n) = options.realistic_pairs {
+        ex.use_realistic_pairs(n);
+    }
     Ok(ex)
 }
 
@@ -302,6 +312,26 @@ impl Sim {
             self.shared.lock().set_last_price(pair, p),
             "cannot set price of {pair:?}"
         );
+    }
+
+    /// The pair table, in `AssetPairs` order (ids in [`Pair::id`]).
+    pub fn pairs(&self) -> Vec<Pair> {
+        self.shared.lock().pairs.clone()
+    }
+
+    /// How many pairs `AssetPairs` lists.
+    pub fn pair_count(&self) -> usize {
+        self.shared.lock().pairs.len()
+    }
+
+    /// The pair `name` designates (id, altname or wsname), if any.
+    pub fn find_pair(&self, name: &str) -> Option<Pair> {
+        self.shared.lock().find_pair(name).cloned()
+    }
+
+    /// A pair's last trade price (the `Ticker`'s `c`), if the pair is known.
+    pub fn last_price(&self, pair: &str) -> Option<Decimal> {
+        self.shared.lock().last_price(pair)
     }
 
     /// Sets `SystemStatus.status` (`online`, `maintenance`, `cancel_only`,

@@ -2,7 +2,10 @@
 //! HTTP/1.1 client on `std::net::TcpStream`.
 
 use kraken_sim::params::form_encode;
-use kraken_sim::{sign, Account, Fault, FaultKind, OrderStatus, RateTier, Sim, SimOptions};
+use kraken_sim::{
+    realistic_asset_pairs_body, sign, Account, Fault, FaultKind, OrderStatus, RateTier, Sim,
+    SimOptions, KRAKEN_PAIR_COUNT,
+};
 use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -1187,4 +1190,65 @@ fn binary_takes_the_rate_tier() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rate tier"), "{stderr}");
+}
+
+// -- realistic pair table ------------------------------------------------------------
+
+#[test]
+fn realistic_pairs_over_http() {
+    let sim = Sim::start(SimOptions {
+        realistic_pairs: Some(KRAKEN_PAIR_COUNT),
+        ..SimOptions::default()
+    });
+    let c = Client::new(&sim);
+    assert_eq!(sim.pair_count(), KRAKEN_PAIR_COUNT);
+    let whole = c.get("/0/public/AssetPairs");
+    println!(
+        "AssetPairs over HTTP with {KRAKEN_PAIR_COUNT} pairs: {} bytes",
+        whole.body.len()
+    );
+    assert!((600_000..=900_000).contains(&whole.body.len()));
+    assert_eq!(whole.body, realistic_asset_pairs_body(KRAKEN_PAIR_COUNT));
+    let all = whole.result();
+    assert_eq!(all.as_object().unwrap().len(), KRAKEN_PAIR_COUNT);
+    // The default pairs answer as in the small table.
+    assert_eq!(all["XXBTZUSD"]["ordermin"], "0.00005");
+    assert_eq!(all["XDGUSD"]["tick_size"], "0.0000001");
+
+    // `pair`: ids, altnames and wsnames (with `/` escaped or not).
+    let some = c
+        .get("/0/public/AssetPairs?pair=XLTCZUSD,LINKUSD,DOT%2FEUR,ETH/XBT,XBTUSD")
+        .result();
+    let ids: Vec<&String> = some.as_object().unwrap().keys().collect();
+    assert_eq!(
+        ids,
+        vec!["DOTEUR", "LINKUSD", "XETHXXBT", "XLTCZUSD", "XXBTZUSD"]
+    );
+    assert_eq!(some["LINKUSD"], all["LINKUSD"]);
+    assert_eq!(
+        c.get("/0/public/AssetPairs?pair=LINKUSD,NOPEUSD").body,
+        r#"{"error":["EQuery:Unknown asset pair"]}"#
+    );
+
+    // Ticker on a generated pair, whole and filtered.
+    let last = sim.last_price("LINKUSD").unwrap();
+    let p = sim.find_pair("LINK/USD").unwrap();
+    let t = c.get("/0/public/Ticker?pair=LINKUSD").result();
+    assert_eq!(
+        t["LINKUSD"]["c"][0],
+        format!("{:.*}", p.pair_decimals as usize, last)
+    );
+    let t = c.get("/0/public/Ticker").result();
+    assert_eq!(t.as_object().unwrap().len(), KRAKEN_PAIR_COUNT);
+    assert_eq!(
+        c.get("/0/public/Ticker?pair=LINKUSD,NOPE").errors(),
+        vec!["EQuery:Unknown asset pair"]
+    );
+
+    // A reset keeps the table.
+    sim.set_pair_status("LINKUSD", "cancel_only");
+    sim.reset();
+    assert_eq!(sim.pair_count(), KRAKEN_PAIR_COUNT);
+    assert_eq!(sim.find_pair("LINKUSD").unwrap().status, "online");
+    assert_eq!(sim.pairs().len(), KRAKEN_PAIR_COUNT);
 }
