@@ -151,8 +151,77 @@ impl Cx {
     }
 }
 
-/// Handles a request up to its first Kraken call or its response.
+/// Where the settings come from.
+enum Settings<'a> {
+    /// Already read and parsed (the core's tests, the benchmark, the fuzzer).
+    Parsed(Box<Config>),
+    /// The host's settings source, read on demand, each name at most once.
+    Lookup(Memo<'a>),
+}
+
+impl Settings<'_> {
+    /// The settings a request needs before it is authenticated.
+    fn front(&self) -> Config {
+        match self {
+            Settings::Parsed(c) => c.as_ref().clone().only_front(),
+            Settings::Lookup(m) => Config::front(|n| m.get(n)),
+        }
+    }
+
+    /// Every setting.
+    fn full(self) -> Config {
+        match self {
+            Settings::Parsed(c) => *c,
+            Settings::Lookup(m) => Config::from_lookup(|n| m.get(n)),
+        }
+    }
+}
+
+/// A settings source that reads each name once (a Spin variable is a host call).
+struct Memo<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    seen: std::cell::RefCell<Vec<(String, Option<String>)>>,
+}
+
+impl Memo<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        if let Some((_, v)) = self.seen.borrow().iter().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        let value = (self.lookup)(name);
+        self.seen
+            .borrow_mut()
+            .push((name.to_string(), value.clone()));
+        value
+    }
+}
+
+/// Handles a request up to its first Kraken call or its response, with every setting
+/// already parsed.
 pub fn handle(config: Config, host: Host, request: Request) -> Step {
+    dispatch(Settings::Parsed(Box::new(config)), host, request)
+}
+
+/// [`handle`], reading settings from the host's source only as the request needs them: a
+/// request refused before authentication reads the [`FRONT_SETTINGS`] alone.
+///
+/// [`FRONT_SETTINGS`]: crate::config::FRONT_SETTINGS
+pub fn handle_with(lookup: &dyn Fn(&str) -> Option<String>, host: Host, request: Request) -> Step {
+    let memo = Memo {
+        lookup,
+        seen: Default::default(),
+    };
+    dispatch(Settings::Lookup(memo), host, request)
+}
+
+fn dispatch(settings: Settings<'_>, host: Host, request: Request) -> Step {
+    let route = route(&request.method, &request.path);
+    // `/health` and `/config` report every setting; anything else starts with the few it
+    // needs before authentication.
+    let (config, rest) = match route {
+        Ok(Route::Health | Route::Config) => (settings.full(), None),
+        _ => (settings.front(), Some(settings)),
+    };
     let cors_origin = request
         .header("origin")
         .map(str::to_ascii_lowercase)
@@ -176,7 +245,6 @@ pub fn handle(config: Config, host: Host, request: Request) -> Step {
             .as_deref()
             .and_then(network::parse_client_addr),
     };
-    let route = route(&request.method, &request.path);
     if request.method == "OPTIONS" && cx.cors_origin.is_some() {
         if let Err(Reject::MethodNotAllowed { allow }) = route {
             return preflight(&cx, allow);
@@ -199,10 +267,11 @@ pub fn handle(config: Config, host: Host, request: Request) -> Step {
         let event = Event::new(Level::Warn, "ip_denied").with("trusted_address", client.is_some());
         return cx.reject(Reject::Forbidden, Some(event));
     }
-    match route {
-        Route::Health => health(&cx),
-        Route::Config => effective_config(&cx),
-        Route::Webhook => webhook(cx, &request),
+    match (route, rest) {
+        (Route::Health, _) => health(&cx),
+        (Route::Config, _) => effective_config(&cx),
+        (Route::Webhook, Some(rest)) => webhook(cx, &request, rest),
+        (Route::Webhook, None) => unreachable!("a webhook starts with the front settings"),
     }
 }
 
@@ -285,17 +354,16 @@ fn acceptable_content_type(value: Option<&str>) -> bool {
         || mime.eq_ignore_ascii_case("text/plain")
 }
 
-fn webhook(cx: Cx, request: &Request) -> Step {
+fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>) -> Step {
     if request.body.len() > MAX_BODY_BYTES {
         return cx.reject(Reject::PayloadTooLarge, None);
     }
     if !acceptable_content_type(request.header("content-type")) {
         return cx.reject(Reject::UnsupportedMediaType, None);
     }
+    // The webhook secrets themselves must be usable to authenticate anything.
     if !cx.config.is_usable() {
-        let problems: Vec<&str> = cx.config.problems.iter().map(|p| p.setting).collect();
-        let event = Event::new(Level::Error, "config_error").with("problems", problems);
-        return cx.reject(Reject::Misconfigured, Some(event));
+        return misconfigured(&cx);
     }
 
     // Authenticate before anything else is looked at.
@@ -324,6 +392,12 @@ fn webhook(cx: Cx, request: &Request) -> Step {
         }
     };
 
+    // Authenticated: every other setting now, and the alert goes no further while any of
+    // them is unusable.
+    cx.config = settings.full();
+    if !cx.config.is_usable() {
+        return misconfigured(&cx);
+    }
     let Some(object) = object else {
         return cx.reject(Reject::MalformedJson, None);
     };
@@ -353,6 +427,13 @@ fn webhook(cx: Cx, request: &Request) -> Step {
     }
     let key = DedupeKey::new(alert.id.as_deref(), &request.body);
     Pending::start(cx, alert, credential, key)
+}
+
+/// `503 misconfigured`, with the settings at fault in the audit event.
+fn misconfigured(cx: &Cx) -> Step {
+    let problems: Vec<&str> = cx.config.problems.iter().map(|p| p.setting).collect();
+    let event = Event::new(Level::Error, "config_error").with("problems", problems);
+    cx.reject(Reject::Misconfigured, Some(event))
 }
 
 fn rejected_alert(cx: &Cx, e: crate::reject::FieldError) -> Step {

@@ -34,6 +34,19 @@ pub const SETTINGS: &[&str] = &[
     "log_level",
 ];
 
+/// The settings a request reads before it is authenticated: the allow-list and CORS, the
+/// webhook secrets, and how errors and audit lines are written. Everything else is read
+/// only for an authenticated alert, `/health` and `/config`.
+pub const FRONT_SETTINGS: &[&str] = &[
+    "webhook_secret",
+    "webhook_secret_previous",
+    "environment",
+    "log_level",
+    "allowed_ips",
+    "client_ip_header",
+    "cors_allowed_origins",
+];
+
 /// Settings whose values are secrets: `/config` shows them as `"***"`.
 pub const SECRET_SETTINGS: &[&str] = &[
     "webhook_secret",
@@ -343,6 +356,26 @@ impl Config {
             log_level,
             problems,
         }
+    }
+
+    /// Only the [`FRONT_SETTINGS`], for a request not yet authenticated: the other settings
+    /// keep their defaults and their problems are not known yet.
+    pub fn front(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        Config::from_lookup(|name| {
+            if FRONT_SETTINGS.contains(&name) {
+                lookup(name)
+            } else {
+                None
+            }
+        })
+        .only_front()
+    }
+
+    /// This configuration with the problems of the [`FRONT_SETTINGS`] alone.
+    pub fn only_front(mut self) -> Config {
+        self.problems
+            .retain(|p| FRONT_SETTINGS.contains(&p.setting));
+        self
     }
 
     /// Whether alerts may be processed at all.

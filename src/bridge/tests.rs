@@ -435,6 +435,86 @@ fn field_errors_are_422_naming_the_field() {
     assert_eq!(body(&d)["field"], "colour");
 }
 
+/// The names a settings source was asked for.
+type Reads = std::rc::Rc<std::cell::RefCell<Vec<String>>>;
+
+/// A settings source that records every name read.
+fn recording(
+    extra: &'static [(&'static str, &'static str)],
+) -> (impl Fn(&str) -> Option<String>, Reads) {
+    let read = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = read.clone();
+    let lookup = move |name: &str| {
+        log.borrow_mut().push(name.to_string());
+        let base = [
+            ("webhook_secret", WEBHOOK_SECRET),
+            ("kraken_api_key", API_KEY),
+            ("kraken_api_secret", API_SECRET),
+            ("kraken_api_url", "http://127.0.0.1:18081"),
+        ];
+        extra
+            .iter()
+            .chain(base.iter())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    (lookup, read)
+}
+
+#[test]
+fn a_refused_alert_reads_only_the_settings_it_needs() {
+    let (lookup, read) = recording(&[]);
+    let wrong = LIMIT.replace(WEBHOOK_SECRET, "not-the-secret-not-the-secret-0123");
+    let d = done(handle_with(&lookup, host(), post(&wrong, &[])));
+    assert_eq!(d.response.status, 401);
+    let mut names = read.borrow().clone();
+    names.sort();
+    let mut front = crate::config::FRONT_SETTINGS.to_vec();
+    front.sort();
+    assert_eq!(names, front);
+}
+
+#[test]
+fn an_accepted_alert_reads_each_setting_once() {
+    let (lookup, read) = recording(&[]);
+    let mut w = World::with_replies([reply(PLACED)]);
+    let d = w.run(handle_with(&lookup, host(), post(LIMIT, &[])));
+    assert_eq!(body(&d)["status"], "placed");
+    let names = read.borrow().clone();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "read twice: {names:?}");
+    assert_eq!(unique.len(), crate::config::SETTINGS.len());
+}
+
+#[test]
+fn an_unusable_setting_refuses_authenticated_alerts_only() {
+    // No Kraken key: an unauthenticated caller learns nothing of it (401); an
+    // authenticated alert is refused as misconfigured; /health names it.
+    let (lookup, _) = recording(&[("kraken_api_key", "")]);
+    let wrong = LIMIT.replace(WEBHOOK_SECRET, "not-the-secret-not-the-secret-0123");
+    let d = done(handle_with(&lookup, host(), post(&wrong, &[])));
+    assert_eq!(d.response.status, 401);
+    let d = done(handle_with(&lookup, host(), post(LIMIT, &[])));
+    assert_eq!(
+        (d.response.status, body(&d)),
+        (503, json!({"error":"misconfigured"}))
+    );
+    assert_eq!(events(&d), ["config_error"]);
+    let health = done(handle_with(
+        &lookup,
+        host(),
+        Request {
+            method: "GET".into(),
+            path: "/health".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    ));
+    assert_eq!(body(&health)["problems"][0]["setting"], "kraken_api_key");
+}
+
 #[test]
 fn short_secret_is_a_configuration_error() {
     let short = &WEBHOOK_SECRET[..31];

@@ -21,7 +21,6 @@ use wasi as flavour;
 
 use crate::alert::MAX_BODY_BYTES;
 use crate::bridge::{self, Host, Input, Step};
-use crate::config::Config;
 use crate::time::Now;
 use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
@@ -29,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[spin_sdk::http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    let config = Config::from_lookup(flavour::setting);
     let headers: Vec<(String, String)> = request
         .headers()
         .entries()
@@ -55,7 +53,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         body: read_capped(request, MAX_BODY_BYTES + 1).await,
     };
 
-    let mut step = bridge::handle(config, host, request);
+    let mut step = bridge::handle_with(&flavour::setting, host, request);
     let done = loop {
         step = match step {
             Step::Done(done) => break done,
