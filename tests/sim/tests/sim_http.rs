@@ -1252,3 +1252,82 @@ fn realistic_pairs_over_http() {
     assert_eq!(sim.find_pair("LINKUSD").unwrap().status, "online");
     assert_eq!(sim.pairs().len(), KRAKEN_PAIR_COUNT);
 }
+
+fn sim_binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kraken-sim"));
+    for var in [
+        "SIM_API_KEY",
+        "SIM_API_SECRET",
+        "SIM_OTP",
+        "SIM_RATE_TIER",
+        "SIM_PAIRS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn binary_prints_the_asset_pairs_fixture() {
+    let out = sim_binary()
+        .args(["--print-asset-pairs", "808"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        realistic_asset_pairs_body(808)
+    );
+    let out = sim_binary().arg("--print-asset-pairs=20").output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"].as_object().unwrap().len(), 20);
+    for bad in [&["--print-asset-pairs", "0"][..], &["--pairs", "many"]] {
+        let out = sim_binary().args(bad).output().unwrap();
+        assert!(!out.status.success(), "{bad:?}");
+    }
+}
+
+/// Starts the binary, reads its listening address, counts the pairs of
+/// `AssetPairs`, and kills it.
+fn binary_pair_count(cmd: &mut std::process::Command) -> usize {
+    use std::io::BufRead as _;
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let count = line
+        .trim()
+        .rsplit_once("http://")
+        .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
+        .map(|addr| {
+            let r = http(addr, "GET", "/0/public/AssetPairs", &[], b"", T).reply();
+            r.result().as_object().unwrap().len()
+        });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    count.unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+#[test]
+fn binary_serves_the_realistic_table_on_request() {
+    assert_eq!(binary_pair_count(&mut sim_binary()), 6);
+    assert_eq!(
+        binary_pair_count(sim_binary().args(["--pairs", "808"])),
+        808
+    );
+    assert_eq!(binary_pair_count(sim_binary().env("SIM_PAIRS", "100")), 100);
+    assert_eq!(
+        binary_pair_count(
+            sim_binary()
+                .env("SIM_PAIRS", "100")
+                .args(["--pairs", "none"])
+        ),
+        6
+    );
+}

@@ -2,22 +2,44 @@
 //!
 //! ```text
 //! kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]
-//!            [--rate-tier starter|intermediate|pro|none]
+//!            [--rate-tier starter|intermediate|pro|none] [--pairs N|none]
+//! kraken-sim --print-asset-pairs N
 //! ```
 //!
 //! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key` and
-//! Kraken's published example secret), no REST rate limit. `SIM_API_KEY` /
-//! `SIM_API_SECRET` / `SIM_OTP` / `SIM_RATE_TIER` are read when the flags are
-//! absent. `--rate-tier` turns on Kraken's REST rate counter with that tier's
-//! limits (see `kraken_sim::RateTier`). One line per request goes to stderr;
-//! secrets and signatures are never printed.
+//! Kraken's published example secret), no REST rate limit, the small pair
+//! table. `SIM_API_KEY` / `SIM_API_SECRET` / `SIM_OTP` / `SIM_RATE_TIER` /
+//! `SIM_PAIRS` are read when the flags are absent. `--rate-tier` turns on
+//! Kraken's REST rate counter with that tier's limits (see
+//! `kraken_sim::RateTier`). `--pairs N` serves a pair table of Kraken's size
+//! and shape, the default pairs plus synthetic ones up to N in all (Kraken
+//! lists 808; see `kraken_sim::realistic_market`); `none`, `0` or empty keep
+//! the small table. One line per request goes to stderr; secrets and
+//! signatures are never printed.
+//!
+//! `--print-asset-pairs N` prints the body of the `AssetPairs` answer with
+//! the N-pair table to stdout, byte for byte as it is served (no trailing
+//! newline), and exits without listening: a fixture for benchmarks.
 
-use kraken_sim::{Account, RateTier, Sim, SimOptions};
+use kraken_sim::{realistic_asset_pairs_body, Account, RateTier, Sim, SimOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
 
 const USAGE: &str = "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] \
-                     [--otp OTP] [--rate-tier starter|intermediate|pro|none]";
+                     [--otp OTP] [--rate-tier starter|intermediate|pro|none] [--pairs N|none]\n       \
+                     kraken-sim --print-asset-pairs N";
+
+/// A pair count; `none`, `0` or empty for the small default table.
+fn parse_pairs(text: &str) -> anyhow::Result<Option<usize>> {
+    match text.trim() {
+        t if t.is_empty() || t.eq_ignore_ascii_case("none") => Ok(None),
+        t => match t.parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(e) => Err(anyhow::anyhow!("{t:?} is not a pair count: {e}")),
+        },
+    }
+}
 
 /// `starter`, `intermediate`, `pro`; `none` or empty for no limit.
 fn parse_tier(text: &str) -> anyhow::Result<Option<RateTier>> {
@@ -33,6 +55,8 @@ fn main() -> anyhow::Result<()> {
     let mut api_secret = std::env::var("SIM_API_SECRET").ok();
     let mut otp = std::env::var("SIM_OTP").ok();
     let mut rate_tier = std::env::var("SIM_RATE_TIER").ok();
+    let mut pairs = std::env::var("SIM_PAIRS").ok();
+    let mut print_asset_pairs = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -53,9 +77,22 @@ fn main() -> anyhow::Result<()> {
             "--api-secret" => api_secret = Some(value),
             "--otp" => otp = Some(value),
             "--rate-tier" => rate_tier = Some(value),
+            "--pairs" => pairs = Some(value),
+            "--print-asset-pairs" => print_asset_pairs = Some(value),
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
         }
     }
+    if let Some(n) = print_asset_pairs {
+        let n = parse_pairs(&n)
+            .map_err(|e| anyhow::anyhow!("bad --print-asset-pairs: {e}\n{USAGE}"))?
+            .ok_or_else(|| anyhow::anyhow!("--print-asset-pairs needs a count above 0"))?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(realistic_asset_pairs_body(n).as_bytes())?;
+        out.flush()?;
+        return Ok(());
+    }
+    let realistic_pairs = parse_pairs(pairs.as_deref().unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("bad --pairs / SIM_PAIRS: {e}\n{USAGE}"))?;
     let listen: SocketAddr = listen
         .parse()
         .map_err(|e| anyhow::anyhow!("bad --listen address {listen:?}: {e}"))?;
@@ -74,9 +111,13 @@ fn main() -> anyhow::Result<()> {
         accounts: vec![account],
         log_requests: true,
         rate_tier,
+        realistic_pairs,
         ..SimOptions::default()
     })?;
     println!("kraken-sim listening on {}", sim.url());
+    if realistic_pairs.is_some() {
+        eprintln!("kraken-sim: {} pairs", sim.pair_count());
+    }
     if let Some(tier) = rate_tier {
         eprintln!(
             "kraken-sim: REST rate limit {tier}: max {}, decay {}/s",
