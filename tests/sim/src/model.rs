@@ -891,6 +891,16 @@ impl Reply {
         Self::json(200, &json!({ "error": [], "result": result }))
     }
 
+    /// `200 {"error":[],"result":result}` from a result already serialised
+    /// as JSON.
+    pub fn ok_raw(result: &str) -> Self {
+        Self {
+            status: 200,
+            content_type: "application/json",
+            body: format!(r#"{{"error":[],"result":{result}}}"#),
+        }
+    }
+
     /// `200 {"error":[error]}` (Kraken answers API errors with HTTP 200).
     pub fn error(error: &str) -> Self {
         Self::json(200, &json!({ "error": [error] }))
@@ -2147,33 +2157,35 @@ impl Exchange {
             Err(e::UNKNOWN_METHOD.to_string())
         } else {
             match method {
-                "Time" => Ok(json!({
+                "Time" => Ok(Reply::ok(json!({
                     "unixtime": now as i64,
                     "rfc1123": time::rfc1123(now as i64),
-                })),
-                "SystemStatus" => Ok(json!({
+                }))),
+                "SystemStatus" => Ok(Reply::ok(json!({
                     "status": self.system_status,
                     "timestamp": time::rfc3339(now as i64),
-                })),
+                }))),
+                // Serialised straight from the pairs, in Kraken's field order
+                // (ids sorted, as Kraken lists them): the whole table of
+                // Kraken's size is hundreds of kilobytes.
                 "AssetPairs" => self.selected_pairs(&params).map(|pairs| {
-                    let map: Map<String, Value> = pairs
-                        .into_iter()
-                        .map(|p| (p.id.clone(), serde_json::to_value(p).unwrap_or_default()))
-                        .collect();
-                    Value::Object(map)
+                    let map: BTreeMap<&str, &Pair> =
+                        pairs.into_iter().map(|p| (p.id.as_str(), p)).collect();
+                    let result = serde_json::to_string(&map).expect("pairs serialise");
+                    Reply::ok_raw(&result)
                 }),
                 "Ticker" => self.selected_pairs(&params).map(|pairs| {
                     let map: Map<String, Value> = pairs
                         .into_iter()
                         .map(|p| (p.id.clone(), self.ticker_json(p)))
                         .collect();
-                    Value::Object(map)
+                    Reply::ok(Value::Object(map))
                 }),
                 _ => Err(e::UNKNOWN_METHOD.to_string()),
             }
         };
         let reply = match result {
-            Ok(v) => Reply::ok(v),
+            Ok(r) => r,
             Err(err) => {
                 rec.errors = vec![err.clone()];
                 Reply::error(&err)
