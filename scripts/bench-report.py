@@ -271,7 +271,9 @@ def build_report(d, r, m):
     if r.get("core.note"):
         out.append(f"Note: {r['core.note']}")
         out.append("")
-    out.append(open(os.path.join(d, "core.md")).read().strip())
+    # A blank line between the example's heading line and its table.
+    core = open(os.path.join(d, "core.md")).read().strip()
+    out.append(re.sub(r"^([^|\n][^\n]*)\n\|", "\\1\n\n|", core, flags=re.M))
     out.append("")
     duration = r.get("duration", "10")
     for host, title in [("wasmtime", "`wasmtime serve`"), ("spin", "`spin up`")]:
