@@ -158,6 +158,20 @@ fn handler(
     }
 }
 
+/// A store whose pair cache already holds the benchmark's symbol.
+fn warm(config: &Config, kraken: &Kraken) -> MemoryStore {
+    let mut store = MemoryStore::default();
+    handler(
+        config,
+        &mut store,
+        kraken,
+        START,
+        &body(0, "BTCUSD", false),
+        &[],
+    );
+    store
+}
+
 fn time<F: FnMut(u64) -> Cost>(iterations: u64, mut f: F) -> (f64, Cost) {
     let mut cost = Cost::default();
     let start = Instant::now();
@@ -217,15 +231,7 @@ fn main() {
         Cost::default()
     });
     // A cached symbol: warm the cache once, then every alert finds its pair there.
-    let mut store = MemoryStore::default();
-    handler(
-        &config,
-        &mut store,
-        &kraken,
-        START,
-        &body(0, "BTCUSD", false),
-        &[],
-    );
+    let mut store = warm(&config, &kraken);
     let (cached_secret, cached_cost) = time(iterations, |i| {
         handler(
             &config,
@@ -236,15 +242,7 @@ fn main() {
             &[],
         )
     });
-    let mut store = MemoryStore::default();
-    handler(
-        &config,
-        &mut store,
-        &kraken,
-        START,
-        &body(0, "BTCUSD", false),
-        &[],
-    );
+    let mut store = warm(&config, &kraken);
     let (cached_signed, _) = time(iterations, |i| {
         let i = i as usize;
         handler(
