@@ -2,16 +2,18 @@
 //! a planned order from the dedupe check to its one outcome.
 //!
 //! ```text
-//! dedupe read ─ hit ──────────────────────────────────────────────▶ 200 duplicate
-//!   │ miss
-//! rate count ─ over ──────────────────────────────────────────────▶ 429
+//! dedupe read, rate count, claim (claim.rs) ─ duplicate ──────────▶ 200 duplicate
+//!   │                                       ─ over the limit ─────▶ 429
+//!   │ owned
+//! pair (cached, or AssetPairs by name), ticker, balance, plan
 //!   │
-//! claim (in flight) ─▶ [look-up first: no store, stale claim] ─ found ▶ 200 duplicate
-//!   │                                                         │ absent
-//!   ▼◀────────────────────────────────────────────────────────┘
+//! [look-up first: no store, a failing store, a stale claim, a forgotten key]
+//!   │  ClosedOrders by cl_ord_id ─ found ─────────────────────────▶ 200 duplicate
+//!   ▼ absent
 //! AddOrder ─ txid ─────────▶ 200 placed       ─ EOrder:* ───────▶ 422 order_rejected
 //!   │ ─ invalid nonce (clean) ─▶ wait jitter, AddOrder again
-//!   │ ─ rate limit / unreachable ─▶ 503 retry-after (claim dropped, a resend may try again)
+//!   │ ─ EOrder:Duplicate order ─▶ OpenOrders by cl_ord_id ─▶ 200 duplicate
+//!   │ ─ rate limit / unreachable ─▶ 503 retry-after (claim released, the resend trades)
 //!   │ ─ time-out, 5xx, EService:*, internal error
 //!   ▼
 //! look-up OpenOrders, ClosedOrders by cl_ord_id ─ found ─▶ 200 placed
