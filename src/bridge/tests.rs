@@ -173,6 +173,37 @@ impl World {
     }
 }
 
+impl World {
+    /// Drives one delivery of LIMIT at the fixed clock; `store` performs each store
+    /// operation, so a test can act in the instant between two of them (as another delivery
+    /// of the same alert would). Kraken calls are answered from fixtures and the queue.
+    fn drive_limit(&mut self, mut store: impl FnMut(&mut World, StoreOp) -> StoreReply) -> Done {
+        let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+        loop {
+            step = match step {
+                Step::Done(d) => return d,
+                Step::Store(op, p) => {
+                    let r = store(self, op);
+                    p.resume(Input::Store(r), NOW)
+                }
+                Step::Call(call, p) => {
+                    let r = match self.market_data(&call) {
+                        Some(r) => r,
+                        None => {
+                            let r = self.replies.pop_front();
+                            let r = r.unwrap_or_else(|| panic!("no answer for {}", call.url));
+                            self.calls.push(call);
+                            r
+                        }
+                    };
+                    p.resume(Input::Kraken(r), NOW)
+                }
+                Step::Wait(_, p) => p.resume(Input::Waited, NOW),
+            };
+        }
+    }
+}
+
 /// Kraken's market data and balances, answered from fixtures: the tests' queues hold only
 /// order calls.
 fn market_data(call: &Call) -> Option<Transport> {
@@ -1242,33 +1273,15 @@ fn a_failed_claim_falls_back_to_asking_kraken() {
     // The store reads work but the claim write fails: a resend could not be recognised, so
     // Kraken is asked before sending.
     let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
-    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
-    // Drive by hand, failing only the claim (the first Set of a `dd:` key).
+    // Fail only the claim (the first Set of a `dd:` key).
     let mut claim_failed = false;
-    let d = loop {
-        step = match step {
-            Step::Done(d) => break d,
-            Step::Store(StoreOp::Set(k, _), p) if k.starts_with("dd:") && !claim_failed => {
-                claim_failed = true;
-                p.resume(Input::Store(StoreReply::Failed("full".into())), NOW)
-            }
-            other => match other {
-                Step::Store(op, p) => {
-                    let r = w.store_op(op);
-                    p.resume(Input::Store(r), NOW)
-                }
-                Step::Call(call, p) => {
-                    let r = market_data(&call).unwrap_or_else(|| {
-                        w.calls.push(call.clone());
-                        w.replies.pop_front().expect("reply")
-                    });
-                    p.resume(Input::Kraken(r), NOW)
-                }
-                Step::Wait(_, p) => p.resume(Input::Waited, NOW),
-                Step::Done(_) => unreachable!(),
-            },
-        };
-    };
+    let d = w.drive_limit(|w, op| match op {
+        StoreOp::Set(k, _) if k.starts_with("dd:") && !claim_failed => {
+            claim_failed = true;
+            StoreReply::Failed("full".into())
+        }
+        op => w.store_op(op),
+    });
     assert!(claim_failed);
     assert_eq!(body(&d)["status"], "placed");
     assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
@@ -1409,23 +1422,20 @@ fn trader_spellings_are_asked_with_krakens_names_then_the_whole_list() {
 /// Drives one delivery of LIMIT; `between` runs right after its in-flight record is written,
 /// as another delivery of the same alert would in the same instant.
 fn race(w: &mut World, between: impl Fn(&mut World, &str)) -> Done {
-    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
     let key = DedupeKey::new(None, LIMIT.as_bytes()).store_keys(NOW.secs(), 60)[0].clone();
-    loop {
-        step = match step {
-            Step::Done(d) => return d,
-            Step::Store(op, p) => {
-                let is_claim = matches!(&op, StoreOp::Set(k, _) if *k == key);
-                let r = w.store_op(op);
-                if is_claim {
-                    between(w, &key);
-                }
-                p.resume(Input::Store(r), NOW)
-            }
-            Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
-            Step::Wait(..) => panic!("must not wait"),
-        };
-    }
+    let d = w.drive_limit(|w, op| {
+        let is_claim = matches!(&op, StoreOp::Set(k, _) if *k == key);
+        let r = w.store_op(op);
+        if is_claim {
+            between(w, &key);
+        }
+        r
+    });
+    assert!(
+        w.calls.is_empty() && w.public.is_empty(),
+        "Kraken was asked"
+    );
+    d
 }
 
 #[test]
@@ -1539,29 +1549,25 @@ fn rival_takes_over(honest: bool) -> Done {
     let (record_key, released) = released_limit_record();
     let mut w = World::with_replies([]);
     w.store.insert(record_key.clone(), released.encode());
-    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
-    loop {
-        step = match step {
-            Step::Done(d) => return d,
-            Step::Store(op, p) => {
-                let swap = matches!(&op, StoreOp::Swap { .. });
-                if swap {
-                    let mut other = released.clone();
-                    other.state = crate::idempotency::RecordState::InFlight;
-                    other.owner = "other".into();
-                    w.store.insert(record_key.clone(), other.encode());
-                }
-                let r = if swap && !honest {
-                    StoreReply::Swapped(true)
-                } else {
-                    w.store_op(op)
-                };
-                p.resume(Input::Store(r), NOW)
-            }
-            Step::Call(call, _) => panic!("must not call Kraken: {}", call.url),
-            Step::Wait(..) => panic!("must not wait"),
-        };
-    }
+    let d = w.drive_limit(|w, op| {
+        let swap = matches!(&op, StoreOp::Swap { .. });
+        if swap {
+            let mut other = released.clone();
+            other.state = crate::idempotency::RecordState::InFlight;
+            other.owner = "other".into();
+            w.store.insert(record_key.clone(), other.encode());
+        }
+        if swap && !honest {
+            StoreReply::Swapped(true)
+        } else {
+            w.store_op(op)
+        }
+    });
+    assert!(
+        w.calls.is_empty() && w.public.is_empty(),
+        "Kraken was asked"
+    );
+    d
 }
 
 #[test]
@@ -1571,33 +1577,19 @@ fn an_owner_that_answers_503_releases_a_record_a_loser_overwrote() {
     let mut w = World::with_replies([reply(r#"{"error":["EAPI:Rate limit exceeded"]}"#)]);
     let key = DedupeKey::new(None, LIMIT.as_bytes());
     let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
-    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
     let mut overwritten = false;
-    let d = loop {
-        step = match step {
-            Step::Done(d) => break d,
-            Step::Store(op, p) => {
-                let tentative = matches!(&op, StoreOp::Set(k, _) if *k == record_key);
-                let r = w.store_op(op);
-                if tentative && !overwritten {
-                    overwritten = true;
-                    let mut theirs = released_limit_record().1;
-                    theirs.state = crate::idempotency::RecordState::InFlight;
-                    theirs.owner = "the-loser".into();
-                    w.store.insert(record_key.clone(), theirs.encode());
-                }
-                p.resume(Input::Store(r), NOW)
-            }
-            Step::Call(call, p) => {
-                let r = market_data(&call).unwrap_or_else(|| {
-                    w.calls.push(call.clone());
-                    w.replies.pop_front().expect("reply")
-                });
-                p.resume(Input::Kraken(r), NOW)
-            }
-            Step::Wait(_, p) => p.resume(Input::Waited, NOW),
-        };
-    };
+    let d = w.drive_limit(|w, op| {
+        let tentative = matches!(&op, StoreOp::Set(k, _) if *k == record_key);
+        let r = w.store_op(op);
+        if tentative && !overwritten {
+            overwritten = true;
+            let mut theirs = released_limit_record().1;
+            theirs.state = crate::idempotency::RecordState::InFlight;
+            theirs.owner = "the-loser".into();
+            w.store.insert(record_key.clone(), theirs.encode());
+        }
+        r
+    });
     assert_eq!(d.response.status, 503);
     let record = crate::idempotency::Record::decode(&w.store[&record_key]).unwrap();
     assert_eq!(record.state, crate::idempotency::RecordState::Released);
