@@ -15,6 +15,7 @@ use crate::idempotency::DedupeKey;
 use crate::kraken::reply::Transport;
 use crate::kraken::request::Call;
 use crate::network;
+use crate::notify::{self, Notice};
 pub use crate::outcome::Pending;
 use crate::reject::{AuthFailure, Reject};
 use crate::response::Response;
@@ -93,6 +94,8 @@ pub struct Done {
     pub response: Response,
     /// Audit lines, already filtered by `log_level`, masked and redacted.
     pub log: Vec<LogLine>,
+    /// Notifications to post once the response has gone (`notify_url`), in order.
+    pub notices: Vec<Notice>,
 }
 
 /// Everything a request carries from step to step.
@@ -115,11 +118,24 @@ impl Cx {
 
     pub(crate) fn finish(&self, response: Response, events: Vec<Event>) -> Step {
         let secrets: Vec<_> = self.config.secrets().collect();
-        let log = events
-            .iter()
-            .filter(|e| e.level >= self.config.log_level)
-            .map(|e| audit::render(e, &self.audit(), &secrets))
-            .collect();
+        let ctx = self.audit();
+        let mut log = Vec::new();
+        let mut notices = Vec::new();
+        for event in &events {
+            let line = audit::render(event, &ctx, &secrets);
+            if let Some(target) = &self.config.notify {
+                notices.extend(notify::notice(
+                    target,
+                    event,
+                    &line,
+                    &ctx,
+                    self.config.log_level,
+                ));
+            }
+            if event.level >= self.config.log_level {
+                log.push(line);
+            }
+        }
         // A configured secret never leaves in a response, even inside another string.
         let body = audit::redact(&String::from_utf8_lossy(&response.body), &secrets);
         let mut response = Response {
@@ -131,7 +147,11 @@ impl Cx {
                 .with_header("access-control-allow-origin", origin.clone())
                 .with_header("vary", "Origin");
         }
-        Step::Done(Done { response, log })
+        Step::Done(Done {
+            response,
+            log,
+            notices,
+        })
     }
 
     pub(crate) fn reject(&self, reject: Reject, event: Option<Event>) -> Step {
@@ -337,6 +357,9 @@ fn effective_config(cx: &Cx) -> Step {
         "allowed_ips": !c.allowed_ips.is_empty(),
         "client_ip_header": c.client_ip_header,
         "cors_allowed_origins": c.cors_allowed_origins,
+        "notify_url": shown(&c.notify.as_ref().map(|n| n.url.clone())),
+        "notify_format": c.notify.as_ref().map(|n| n.format),
+        "notify_chat_id": c.notify.as_ref().and_then(|n| n.chat_id.clone()),
     });
     settings["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
     cx.finish(

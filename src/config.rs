@@ -32,6 +32,9 @@ pub const SETTINGS: &[&str] = &[
     "state_max_keys",
     "cors_allowed_origins",
     "log_level",
+    "notify_url",
+    "notify_format",
+    "notify_chat_id",
 ];
 
 /// The settings a request reads before it is authenticated: the allow-list and CORS, the
@@ -54,6 +57,7 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "kraken_api_key",
     "kraken_api_secret",
     "kraken_otp",
+    "notify_url",
 ];
 
 /// The minimum length of the webhook secret, in bytes (contract 2.1, item 5).
@@ -153,6 +157,8 @@ pub struct Config {
     pub state_max_keys: Option<usize>,
     /// The least severe audit level written.
     pub log_level: Level,
+    /// Where order outcomes are posted (`notify_url`, `notify_format`, `notify_chat_id`).
+    pub notify: Option<crate::notify::Target>,
     /// Everything that is wrong; empty when the configuration is usable.
     pub problems: Vec<Problem>,
 }
@@ -332,6 +338,38 @@ impl Config {
             }),
         };
 
+        let notify_format = match get("notify_format") {
+            None => Some(crate::notify::Format::Json),
+            Some(v) => crate::notify::Format::parse(&v).or_else(|| {
+                problems.push(problem(
+                    "notify_format",
+                    "must be `json`, `discord`, `slack` or `telegram`",
+                ));
+                None
+            }),
+        };
+        let notify_chat_id = get("notify_chat_id").map(|v| v.trim().to_string());
+        let notify = match (get("notify_url"), notify_format) {
+            (None, _) => None,
+            (Some(url), format) => {
+                let url = url.trim().to_string();
+                if let Err(reason) = crate::notify::check_url(&url) {
+                    problems.push(problem("notify_url", reason));
+                }
+                if format == Some(crate::notify::Format::Telegram) && notify_chat_id.is_none() {
+                    problems.push(problem(
+                        "notify_chat_id",
+                        "required with notify_format=telegram",
+                    ));
+                }
+                format.map(|format| crate::notify::Target {
+                    url: Secret::new(url),
+                    format,
+                    chat_id: notify_chat_id,
+                })
+            }
+        };
+
         Config {
             webhook_secret,
             webhook_secret_previous,
@@ -354,6 +392,7 @@ impl Config {
             dedupe_window_seconds,
             state_max_keys,
             log_level,
+            notify,
             problems,
         }
     }
@@ -394,6 +433,7 @@ impl Config {
         ]
         .into_iter()
         .flatten()
+        .chain(self.notify.as_ref().map(|n| &n.url))
     }
 }
 

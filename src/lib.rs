@@ -24,6 +24,7 @@ pub mod decimal;
 pub mod idempotency;
 pub mod kraken;
 pub mod network;
+pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod rate_limit;

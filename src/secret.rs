@@ -17,6 +17,8 @@ pub enum Use {
     KrakenCredential,
     /// Redacting the secret's value from outgoing text (audit lines, responses).
     Redaction,
+    /// The URL a notification is posted to (`notify_url`).
+    Notify,
 }
 
 /// A secret value from the settings.

@@ -1652,3 +1652,158 @@ fn the_comment_is_kept_in_the_audit_event_only() {
     let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
     assert_eq!(line["comment"], "entry long #7");
 }
+
+const NOTIFY_URL: &str = "https://hooks.slack.example/services/T0/B0/notify-token-xyz";
+
+fn notifying(extra: &[(&str, &str)]) -> Config {
+    let mut settings = vec![("notify_url", NOTIFY_URL), ("notify_format", "slack")];
+    settings.extend_from_slice(extra);
+    config(&settings)
+}
+
+#[test]
+fn each_order_outcome_is_notified_once_after_the_answer() {
+    // Placed.
+    let mut w = World::with_replies([reply(PLACED)]);
+    let d = w.run(handle(notifying(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(d.response.status, 200);
+    assert_eq!(d.notices.len(), 1);
+    let n = &d.notices[0];
+    assert_eq!((n.event, n.call.url.as_str()), ("order_placed", NOTIFY_URL));
+    let sent: Value = serde_json::from_slice(&n.call.body).unwrap();
+    let text = sent["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("order_placed: buy 1.25 XBTUSD limit @ 37500"),
+        "{text}"
+    );
+    // Refused by Kraken, and pending.
+    let mut w = World::with_replies([reply(r#"{"error":["EOrder:Insufficient funds"]}"#)]);
+    let d = w.run(handle(notifying(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(
+        d.notices.iter().map(|n| n.event).collect::<Vec<_>>(),
+        ["order_rejected"]
+    );
+    let mut w = World::with_replies([
+        reply(r#"{"error":["EService:Unavailable"]}"#),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
+    let d = w.run(handle(notifying(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(d.response.status, 202);
+    assert_eq!(
+        d.notices.iter().map(|n| n.event).collect::<Vec<_>>(),
+        ["order_pending"]
+    );
+    // Refused by the bridge: a field error and the kill switch.
+    let d = done(handle(
+        notifying(&[]),
+        host(),
+        post(&LIMIT.replace("1.25", "-1"), &[]),
+    ));
+    assert_eq!(d.response.status, 422);
+    assert_eq!(
+        d.notices.iter().map(|n| n.event).collect::<Vec<_>>(),
+        ["alert_rejected"]
+    );
+    let d = done(handle(
+        notifying(&[("trading_enabled", "false")]),
+        host(),
+        post(LIMIT, &[]),
+    ));
+    assert_eq!(d.response.status, 423);
+    assert_eq!(
+        d.notices.iter().map(|n| n.event).collect::<Vec<_>>(),
+        ["trading_disabled"]
+    );
+    // Even when `log_level` hides the outcome's line.
+    let mut w = World::with_replies([reply(PLACED)]);
+    let d = w.run(handle(
+        notifying(&[("log_level", "error")]),
+        host(),
+        post(LIMIT, &[]),
+    ));
+    assert!(d.log.is_empty());
+    assert_eq!(d.notices.len(), 1);
+}
+
+#[test]
+fn nothing_is_notified_without_a_url_or_authentication() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
+    assert_eq!(d.response.status, 200);
+    assert!(d.notices.is_empty());
+    // The notify settings are not read before authentication (FRONT_SETTINGS): an
+    // unauthenticated caller can never make the bridge post.
+    let lookup = |name: &str| match name {
+        "notify_url" => Some(NOTIFY_URL.to_string()),
+        "webhook_secret" => Some(WEBHOOK_SECRET.to_string()),
+        _ => None,
+    };
+    let bad = LIMIT.replace("0123456789abcdef", "0123456789abcdeX");
+    let d = done(handle_with(&lookup, host(), post(&bad, &[])));
+    assert_eq!(d.response.status, 401);
+    assert!(d.notices.is_empty());
+    let d = done(handle(notifying(&[]), host(), post(&bad, &[])));
+    assert_eq!(d.response.status, 401);
+    assert!(d.notices.is_empty());
+}
+
+#[test]
+fn notify_settings_are_checked_and_the_url_is_a_secret() {
+    let problems = |c: Config| c.problems.iter().map(|p| p.setting).collect::<Vec<_>>();
+    assert_eq!(
+        problems(config(&[("notify_url", "hooks.example/x")])),
+        ["notify_url"]
+    );
+    assert_eq!(
+        problems(notifying(&[("notify_format", "teams")])),
+        ["notify_format"]
+    );
+    assert_eq!(
+        problems(notifying(&[("notify_format", "telegram")])),
+        ["notify_chat_id"]
+    );
+    assert!(notifying(&[("notify_format", "telegram"), ("notify_chat_id", "42")]).is_usable());
+    // A bad notify setting stops alerts, as any unusable setting does.
+    let d = done(handle(
+        notifying(&[("notify_format", "teams")]),
+        host(),
+        post(LIMIT, &[]),
+    ));
+    assert_eq!(d.response.status, 503);
+    // `/config` masks the URL; nothing anywhere shows it.
+    let d = done(handle(
+        notifying(&[("environment", "development")]),
+        host(),
+        Request {
+            method: "GET".into(),
+            path: "/config".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    ));
+    let shown = body(&d);
+    assert_eq!(shown["notify_url"], "***");
+    assert_eq!(shown["notify_format"], "slack");
+    let b = LIMIT.replace(
+        r#""price":"37500""#,
+        &format!(r#""price":"37500","comment":"{NOTIFY_URL}","volume_x":1"#),
+    );
+    let d = done(handle(
+        notifying(&[("environment", "development")]),
+        host(),
+        post(&b, &[]),
+    ));
+    assert_eq!(d.response.status, 422);
+    let all = format!(
+        "{}{:?}{}",
+        String::from_utf8_lossy(&d.response.body),
+        d.log,
+        d.notices
+            .iter()
+            .map(|n| String::from_utf8_lossy(&n.call.body).into_owned())
+            .collect::<String>()
+    );
+    assert!(!all.contains("notify-token-xyz"), "{all}");
+    assert_eq!(d.notices.len(), 1);
+}

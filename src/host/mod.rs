@@ -98,6 +98,17 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     {
         eprintln!("{{\"event\":\"internal\",\"reason\":\"could not write the response body\"}}");
     }
+
+    // The answer has gone: notifications cannot delay or change it. Each is bounded by
+    // `notify::NOTIFY_TIMEOUT_MS`; a failure is an audit line, nothing more.
+    for notice in &done.notices {
+        let transport = outbound::send(&notice.call);
+        match crate::notify::delivery_line(notice, &transport, now()) {
+            Some(line) if line.stderr => eprintln!("{}", line.text),
+            Some(line) => println!("{}", line.text),
+            None => {}
+        }
+    }
 }
 
 /// Reads at most `cap` bytes of the body; what lies beyond is never buffered. A body that

@@ -24,6 +24,10 @@ pub struct Exchange {
     pub stderr: String,
     /// Wall time from sending the request to having the full response body.
     pub elapsed: Duration,
+    /// [`SpinHost`](crate::SpinHost) only: wall time from sending the request to the end
+    /// of the guest's instance, which may run on after its response (notifications).
+    /// `None` for [`ServeHost`](crate::ServeHost), whose client sees only the response.
+    pub instance_ended: Option<Duration>,
     /// Outbound HTTP requests the guest made, in the order it made them
     /// (denied ones included). Always empty for [`ServeHost`](crate::ServeHost).
     pub outbound: Vec<OutboundRecord>,

@@ -35,6 +35,7 @@ mod allowed_hosts;
 mod engine;
 mod exchange;
 mod kv;
+mod receiver;
 mod redis_server;
 mod serve;
 mod spin;
@@ -50,6 +51,7 @@ pub use kv::{
     Cas, DEFAULT_OP_DELAY, FAILING_MESSAGE, KEY_LIMIT_MESSAGE, KeyValueStore, KvError, OpCounts,
     SwapError,
 };
+pub use receiver::{Answer, Received, Receiver};
 pub use redis_server::RedisServer;
 pub use serve::{ServeHost, ServeHostBuilder, find_wasmtime_cli, wasmtime_cli};
 pub use spin::{SpinHost, SpinHostBuilder};

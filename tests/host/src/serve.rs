@@ -346,6 +346,7 @@ impl ServeHost {
             stdout: slice(&self.stdout, out_before),
             stderr: slice(&self.stderr, err_before),
             elapsed,
+            instance_ended: None,
             outbound: Vec::new(),
             error: None,
         }

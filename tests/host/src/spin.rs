@@ -406,7 +406,7 @@ impl SpinHost {
         let started = Instant::now();
         let run = self.run(req, stdout.clone(), stderr.clone(), outbound.clone());
         let result = tokio::time::timeout(timeout, run).await;
-        let elapsed = started.elapsed();
+        let ended = started.elapsed();
         let stdout = String::from_utf8_lossy(&stdout.contents()).into_owned();
         let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
         let outbound = outbound.lock().unwrap().clone();
@@ -415,11 +415,24 @@ impl SpinHost {
                 "request did not complete within {timeout:?}\n--- guest stdout ---\n{stdout}\n--- guest stderr ---\n{stderr}\noutbound: {outbound:#?}"
             );
         };
-        let (status, headers, body, error) = match result {
-            Ok(Response::Guest(resp)) => (resp.status, resp.headers, resp.body, resp.error),
-            Ok(Response::NotFound) => (404, HeaderMap::new(), Bytes::new(), None),
-            Err(e) => (500, HeaderMap::new(), Bytes::new(), Some(format!("{e:?}"))),
+        let (status, headers, body, error, answered) = match result {
+            Ok(Response::Guest(resp)) => (
+                resp.status,
+                resp.headers,
+                resp.body,
+                resp.error,
+                resp.answered,
+            ),
+            Ok(Response::NotFound) => (404, HeaderMap::new(), Bytes::new(), None, None),
+            Err(e) => (
+                500,
+                HeaderMap::new(),
+                Bytes::new(),
+                Some(format!("{e:?}")),
+                None,
+            ),
         };
+        let elapsed = answered.map_or(ended, |at| at.duration_since(started));
         Exchange {
             status,
             headers,
@@ -427,6 +440,7 @@ impl SpinHost {
             stdout,
             stderr,
             elapsed,
+            instance_ended: Some(ended),
             outbound,
             error,
         }
@@ -532,7 +546,7 @@ impl SpinHost {
                 let (parts, body) = resp.into_parts();
                 // Collect while the guest may still be streaming the body.
                 let body = body.collect().await.map(|c| c.to_bytes());
-                Some((parts, body))
+                Some((parts, body, Instant::now()))
             }
             Ok(Err(code)) => bail!("guest set an error response: {code:?}"),
             Err(_) => None,
@@ -545,17 +559,19 @@ impl SpinHost {
             Err(join) => Some(format!("guest task failed: {join}")),
         };
         match response {
-            Some((parts, Ok(body))) => Ok(Response::Guest(GuestResponse {
+            Some((parts, Ok(body), at)) => Ok(Response::Guest(GuestResponse {
                 status: parts.status.as_u16(),
                 headers: parts.headers,
                 body,
                 error: outcome,
+                answered: Some(at),
             })),
-            Some((_, Err(e))) => Ok(Response::Guest(GuestResponse {
+            Some((_, Err(e), at)) => Ok(Response::Guest(GuestResponse {
                 status: 500,
                 headers: HeaderMap::new(),
                 body: Bytes::new(),
                 error: Some(format!("response body failed: {e:?}; {outcome:?}")),
+                answered: Some(at),
             })),
             None => {
                 Ok(Response::Guest(GuestResponse {
@@ -565,6 +581,7 @@ impl SpinHost {
                     error: Some(outcome.unwrap_or_else(|| {
                         "guest never invoked `response-outparam::set`".to_string()
                     })),
+                    answered: None,
                 }))
             }
         }
@@ -581,6 +598,8 @@ struct GuestResponse {
     headers: HeaderMap,
     body: Bytes,
     error: Option<String>,
+    /// When the full response body had arrived.
+    answered: Option<Instant>,
 }
 
 /// Per-request store data.
