@@ -20,6 +20,28 @@ const SECRET_KEY_PARTS: &[&str] = &[
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
+/// The audit lines' schema version, in every line as `"schema"`. It changes only when a
+/// field is removed or renamed or changes meaning; new events and new fields keep it.
+pub const SCHEMA: u32 = 1;
+
+/// Every event the bridge writes (OBSERVABILITY.md documents each, field by field).
+pub const EVENTS: &[&str] = &[
+    "auth_failed",
+    "ip_denied",
+    "stale",
+    "alert_rejected",
+    "alert_duplicate",
+    "rate_limited",
+    "trading_disabled",
+    "order_placed",
+    "order_validated",
+    "order_rejected",
+    "order_pending",
+    "orders_cancelled",
+    "config_error",
+    "notify_failed",
+];
+
 /// One audit event before rendering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -71,6 +93,7 @@ pub struct Context {
 /// Renders an event as one masked, redacted JSON line.
 pub fn render(event: &Event, ctx: &Context, secrets: &[&Secret]) -> LogLine {
     let mut line = Map::new();
+    line.insert("schema".into(), SCHEMA.into());
     line.insert("ts".into(), ctx.now.rfc3339().into());
     line.insert("level".into(), event.level.as_str().into());
     line.insert("event".into(), event.name.into());
@@ -134,6 +157,95 @@ pub fn redact(text: &str, secrets: &[&Secret]) -> String {
     out
 }
 
+/// Checks audit lines against OBSERVABILITY.md, for the tests of every module that writes
+/// them.
+#[cfg(test)]
+pub(crate) mod documented {
+    use super::{EVENTS, SCHEMA};
+    use serde_json::Value;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::OnceLock;
+
+    const PAGE: &str = include_str!("../OBSERVABILITY.md");
+
+    /// What the page says: the fields of every line, and each event's own fields and example.
+    pub(crate) struct Page {
+        pub(crate) common: BTreeSet<String>,
+        pub(crate) events: BTreeMap<String, (BTreeSet<String>, Vec<String>)>,
+    }
+
+    /// The backticked names in a table row's first cell.
+    fn names(row: &str) -> Vec<String> {
+        let first = row.trim().trim_start_matches('|').split('|').next().unwrap_or("");
+        first
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub(crate) fn page() -> &'static Page {
+        static PAGE_PARSED: OnceLock<Page> = OnceLock::new();
+        PAGE_PARSED.get_or_init(|| {
+            let mut common = BTreeSet::new();
+            let mut events: BTreeMap<String, (BTreeSet<String>, Vec<String>)> = BTreeMap::new();
+            let mut current: Option<String> = None;
+            let mut in_common = false;
+            let mut in_json = false;
+            for line in PAGE.lines() {
+                if let Some(h) = line.strip_prefix("### `") {
+                    current = Some(h.trim_end_matches('`').to_string());
+                    in_common = false;
+                    events.entry(current.clone().unwrap()).or_default();
+                } else if line.starts_with("## ") {
+                    current = None;
+                } else if line.starts_with("Fields in every line") {
+                    in_common = true;
+                } else if line.starts_with("Order fields") {
+                    in_common = false;
+                } else if line == "```json" {
+                    in_json = true;
+                } else if line == "```" {
+                    in_json = false;
+                } else if in_json {
+                    if let Some(e) = &current {
+                        events.get_mut(e).unwrap().1.push(line.to_string());
+                    }
+                } else if line.starts_with('|') && !line.starts_with("|---") {
+                    let found = names(line);
+                    if in_common {
+                        common.extend(found);
+                    } else if let Some(e) = &current {
+                        events.get_mut(e).unwrap().0.extend(found);
+                    }
+                }
+            }
+            Page { common, events }
+        })
+    }
+
+    /// Panics unless `line` is one JSON object of a documented event, with the schema
+    /// version and only the fields the page lists for it.
+    pub(crate) fn check(line: &str) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let event = v["event"].as_str().unwrap_or_else(|| panic!("no event: {line}"));
+        assert!(EVENTS.contains(&event), "{event} is not in audit::EVENTS");
+        assert_eq!(v["schema"], SCHEMA, "{line}");
+        let page = page();
+        let (fields, _) = page
+            .events
+            .get(event)
+            .unwrap_or_else(|| panic!("OBSERVABILITY.md has no section for {event}"));
+        for key in v.as_object().unwrap().keys() {
+            assert!(
+                page.common.contains(key) || fields.contains(key),
+                "OBSERVABILITY.md does not list field {key} of {event}: {line}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +290,74 @@ mod tests {
         }
         assert_eq!(v["pair"], "XBTUSD");
         assert_eq!(v["nested"]["list"][0]["otp"], MASK);
+    }
+
+    #[test]
+    fn every_line_carries_the_schema_version() {
+        let line = render(&Event::new(Level::Warn, "stale"), &ctx(), &[]);
+        let v: Value = serde_json::from_str(&line.text).unwrap();
+        assert_eq!(v["schema"], 1);
+        documented::check(&line.text);
+    }
+
+    #[test]
+    fn the_page_documents_every_event_with_an_example() {
+        let page = documented::page();
+        let sections: Vec<&str> = page.events.keys().map(String::as_str).collect();
+        let mut events = EVENTS.to_vec();
+        events.sort_unstable();
+        assert_eq!(sections, events, "OBSERVABILITY.md sections vs audit::EVENTS");
+        for (event, (fields, examples)) in &page.events {
+            assert!(!fields.is_empty(), "{event}: no field table");
+            assert_eq!(examples.len(), 1, "{event}: one example line");
+            documented::check(&examples[0]);
+            let v: Value = serde_json::from_str(&examples[0]).unwrap();
+            assert_eq!(v["event"], event.as_str());
+        }
+        for common in ["schema", "ts", "level", "event", "request_id", "client_addr"] {
+            assert!(page.common.contains(common), "{common}");
+        }
+    }
+
+    #[test]
+    fn the_check_can_fail() {
+        let undocumented = r#"{"client_addr":null,"event":"stale","level":"warn","request_id":"r","schema":1,"ts":"t","surprise":1}"#;
+        assert!(std::panic::catch_unwind(|| documented::check(undocumented)).is_err());
+        let old = r#"{"client_addr":null,"event":"stale","level":"warn","request_id":"r","ts":"t"}"#;
+        assert!(std::panic::catch_unwind(|| documented::check(old)).is_err());
+        let unknown = r#"{"client_addr":null,"event":"order_teleported","level":"warn","request_id":"r","schema":1,"ts":"t"}"#;
+        assert!(std::panic::catch_unwind(|| documented::check(unknown)).is_err());
+    }
+
+    /// Every event name the code writes is in [`EVENTS`]: the sources are scanned for
+    /// `Level::X, "name"` and for the names `Reject::event` returns.
+    #[test]
+    fn every_event_the_code_writes_is_listed() {
+        let sources = [
+            include_str!("bridge.rs"),
+            include_str!("outcome.rs"),
+            include_str!("outcome/claim.rs"),
+            include_str!("notify.rs"),
+        ];
+        let mut found = Vec::new();
+        for src in sources {
+            for part in src.split("Level::").skip(1) {
+                let rest = part.trim_start_matches(char::is_alphabetic);
+                if let Some(name) = rest.strip_prefix(", \"").and_then(|r| r.split('"').next()) {
+                    found.push(name.to_string());
+                }
+            }
+        }
+        let reject = include_str!("reject.rs");
+        let events_fn = reject.split("fn event(").nth(1).expect("Reject::event");
+        let body = events_fn.split("\n    }").next().unwrap();
+        for part in body.split("Some(\"").skip(1) {
+            found.push(part.split('"').next().unwrap().to_string());
+        }
+        assert!(found.len() > 15, "the scan found too little: {found:?}");
+        for name in &found {
+            assert!(EVENTS.contains(&name.as_str()), "{name} is written but not in EVENTS");
+        }
     }
 
     #[test]

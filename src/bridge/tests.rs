@@ -103,7 +103,7 @@ impl World {
     fn run(&mut self, mut step: Step) -> Done {
         loop {
             step = match step {
-                Step::Done(d) => return d,
+                Step::Done(d) => return documented(d),
                 Step::Call(call, p) => {
                     let reply = match self.market_data(&call) {
                         Some(r) => r,
@@ -181,7 +181,7 @@ impl World {
         let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
         loop {
             step = match step {
-                Step::Done(d) => return d,
+                Step::Done(d) => return documented(d),
                 Step::Store(op, p) => {
                     let r = store(self, op);
                     p.resume(Input::Store(r), NOW)
@@ -217,6 +217,20 @@ fn market_data(call: &Call) -> Option<Transport> {
         )),
         _ => None,
     }
+}
+
+/// Every audit line and JSON notification a test produces is checked against
+/// OBSERVABILITY.md.
+fn documented(d: Done) -> Done {
+    for line in &d.log {
+        crate::audit::documented::check(&line.text);
+    }
+    for n in &d.notices {
+        if n.call.kraken_method == "json" {
+            crate::audit::documented::check(&String::from_utf8_lossy(&n.call.body));
+        }
+    }
+    d
 }
 
 fn done(step: Step) -> Done {

@@ -171,6 +171,7 @@ fn a_failed_delivery_is_one_warning_without_the_url() {
         assert!(!line.stderr, "a warning goes to stdout");
         assert!(!line.text.contains("tok-3n"), "{}", line.text);
         assert!(!line.text.contains("discord.example"), "{}", line.text);
+        crate::audit::documented::check(&line.text);
         let v: Value = serde_json::from_str(&line.text).unwrap();
         assert_eq!(v["event"], "notify_failed");
         assert_eq!(v["level"], "warn");
