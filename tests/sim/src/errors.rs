@@ -6,6 +6,9 @@
 pub const INVALID_KEY: &str = "EAPI:Invalid key";
 /// Bad or missing `API-Sign`, or missing/wrong `otp` on a 2FA key.
 pub const INVALID_SIGNATURE: &str = "EAPI:Invalid signature";
+/// The key lacks the permission the method needs (see
+/// [`Permission::for_method`](crate::model::Permission::for_method)).
+pub const PERMISSION_DENIED: &str = "EGeneral:Permission denied";
 /// Nonce missing, or not greater than the last accepted nonce of the key.
 pub const INVALID_NONCE: &str = "EAPI:Invalid nonce";
 /// REST rate counter exceeded: a refusal by the counter (with a rate tier

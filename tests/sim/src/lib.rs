@@ -9,7 +9,8 @@
 //! HTTP errors, Kraken errors) per request. With a [`RateTier`] set it also enforces Kraken's REST rate
 //! counter per API key (off by default).
 //!
-//! - [`model`]: the exchange itself, with no I/O: accounts, the REST rate
+//! - [`model`]: the exchange itself, with no I/O: accounts and their key
+//!   permissions ([`Permission`]), the REST rate
 //!   counter ([`RateTier`], [`model::rest_cost`]), `AddOrder` checks, orders,
 //!   faults and the request log ([`RequestRecord`], including how each body
 //!   was framed).
@@ -44,7 +45,7 @@ pub mod time;
 
 pub use model::{
     realistic_asset_pairs_body, realistic_market, realistic_pairs, Account, BookedOrder, Exchange,
-    Fault, FaultKind, OrderStatus, Pair, RateTier, RequestRecord, KRAKEN_PAIR_COUNT,
+    Fault, FaultKind, OrderStatus, Pair, Permission, RateTier, RequestRecord, KRAKEN_PAIR_COUNT,
 };
 pub use params::Params;
 pub use server::{Sim, SimOptions};

@@ -18,7 +18,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 
@@ -76,6 +76,10 @@ pub struct Account {
     pub otp: Option<String>,
     /// Initial balances by Kraken asset id (`ZUSD`, `XXBT`, …).
     pub balances: BTreeMap<String, Decimal>,
+    /// What the key may do (default: every [`Permission`]). A private call
+    /// that needs a permission the key lacks answers
+    /// `EGeneral:Permission denied`.
+    pub permissions: BTreeSet<Permission>,
 }
 
 impl fmt::Debug for Account {
@@ -85,6 +89,7 @@ impl fmt::Debug for Account {
             .field("api_secret", &"<redacted>")
             .field("otp", &self.otp.as_ref().map(|_| "<redacted>"))
             .field("balances", &self.balances)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
@@ -97,14 +102,21 @@ impl Account {
     pub const TEST_API_SECRET: &'static str =
         "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
 
-    /// An account with no balances and no 2FA.
+    /// An account with no balances, no 2FA and every permission.
     pub fn new(api_key: impl Into<String>, api_secret: impl Into<String>) -> Self {
         Self {
             api_key: api_key.into(),
             api_secret: api_secret.into(),
             otp: None,
             balances: BTreeMap::new(),
+            permissions: Permission::ALL.into_iter().collect(),
         }
+    }
+
+    /// Gives the key exactly these permissions.
+    pub fn with_permissions(mut self, permissions: impl IntoIterator<Item = Permission>) -> Self {
+        self.permissions = permissions.into_iter().collect();
+        self
     }
 
     /// Requires `otp` on every private call.
@@ -150,6 +162,8 @@ pub struct AccountState {
     pub balances: BTreeMap<String, Decimal>,
     /// The key's REST rate counter (stays at 0 while no tier is set).
     pub rest: RestCounter,
+    /// What the key may do.
+    pub permissions: BTreeSet<Permission>,
 }
 
 impl fmt::Debug for AccountState {
@@ -159,7 +173,121 @@ impl fmt::Debug for AccountState {
             .field("last_nonce", &self.last_nonce)
             .field("balances", &self.balances)
             .field("rest", &self.rest)
+            .field("permissions", &self.permissions)
             .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Key permissions
+
+/// A permission of a Kraken API key, as Kraken's key settings list them.
+///
+/// Serializes as, and parses from, its [`name`](Permission::name)
+/// (`query_funds`, …); [`FromStr`] also takes Kraken's
+/// [`label`](Permission::label) (`Query funds`, any case). Which private
+/// methods need which permission: [`Permission::for_method`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// "Funds permissions: Query": `Balance`, `BalanceEx`.
+    QueryFunds,
+    /// "Orders and trades: Query open orders & trades": `OpenOrders`,
+    /// `QueryOrders`.
+    QueryOpenOrders,
+    /// "Orders and trades: Query closed orders & trades": `ClosedOrders`,
+    /// `QueryOrders`, `TradesHistory`.
+    QueryClosedOrders,
+    /// "Orders and trades: Create & modify orders": `AddOrder`, with or
+    /// without `validate`.
+    CreateOrders,
+    /// "Orders and trades: Cancel & close orders": `CancelOrder`,
+    /// `CancelAll`.
+    CancelOrders,
+}
+
+impl Permission {
+    /// Every permission the simulator models (a new account has them all).
+    pub const ALL: [Permission; 5] = [
+        Permission::QueryFunds,
+        Permission::QueryOpenOrders,
+        Permission::QueryClosedOrders,
+        Permission::CreateOrders,
+        Permission::CancelOrders,
+    ];
+
+    /// `query_funds`, `query_open_orders`, `query_closed_orders`,
+    /// `create_orders`, `cancel_orders`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::QueryFunds => "query_funds",
+            Permission::QueryOpenOrders => "query_open_orders",
+            Permission::QueryClosedOrders => "query_closed_orders",
+            Permission::CreateOrders => "create_orders",
+            Permission::CancelOrders => "cancel_orders",
+        }
+    }
+
+    /// The name in Kraken's API key settings.
+    pub fn label(self) -> &'static str {
+        match self {
+            Permission::QueryFunds => "Query funds",
+            Permission::QueryOpenOrders => "Query open orders & trades",
+            Permission::QueryClosedOrders => "Query closed orders & trades",
+            Permission::CreateOrders => "Create & modify orders",
+            Permission::CancelOrders => "Cancel & close orders",
+        }
+    }
+
+    /// The permissions any one of which lets a key call private `method`
+    /// (Kraken's documentation of each method); empty for a method that
+    /// needs none of the modelled ones.
+    pub fn for_method(method: &str) -> &'static [Permission] {
+        match method {
+            "Balance" | "BalanceEx" => &[Permission::QueryFunds],
+            "OpenOrders" => &[Permission::QueryOpenOrders],
+            "ClosedOrders" | "TradesHistory" => &[Permission::QueryClosedOrders],
+            "QueryOrders" => &[Permission::QueryOpenOrders, Permission::QueryClosedOrders],
+            "AddOrder" => &[Permission::CreateOrders],
+            "CancelOrder" | "CancelAll" => &[Permission::CancelOrders],
+            _ => &[],
+        }
+    }
+
+    /// A comma list of permissions (names or labels); `all` for every one,
+    /// `none` or an empty text for none.
+    pub fn parse_list(text: &str) -> Result<BTreeSet<Permission>, String> {
+        match text.trim() {
+            t if t.eq_ignore_ascii_case("all") => Ok(Permission::ALL.into_iter().collect()),
+            t if t.is_empty() || t.eq_ignore_ascii_case("none") => Ok(BTreeSet::new()),
+            t => t
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(Permission::from_str)
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Permission {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Permission::ALL
+            .into_iter()
+            .find(|p| t == p.name() || t.eq_ignore_ascii_case(p.label()))
+            .ok_or_else(|| {
+                let names: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown permission {t:?} ({})", names.join(", "))
+            })
     }
 }
 
@@ -1119,6 +1247,7 @@ impl Exchange {
                     last_nonce: 0,
                     balances: a.balances.clone(),
                     rest: RestCounter::default(),
+                    permissions: a.permissions.clone(),
                 },
             );
         }
@@ -1224,6 +1353,30 @@ impl Exchange {
             }
             None => false,
         }
+    }
+
+    /// Sets what an account's key may do; false if the key is unknown.
+    pub fn set_permissions(&mut self, api_key: &str, permissions: BTreeSet<Permission>) -> bool {
+        match self.accounts.get_mut(api_key) {
+            Some(a) => {
+                a.permissions = permissions;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What an account's key may do (`None` for an unknown key).
+    pub fn permissions(&self, api_key: &str) -> Option<&BTreeSet<Permission>> {
+        self.accounts.get(api_key).map(|a| &a.permissions)
+    }
+
+    /// An account's balances as `BalanceEx` shows them, per asset
+    /// `{"balance": …, "hold_trade": …}` (`None` for an unknown key).
+    pub fn balances_json(&self, api_key: &str) -> Option<Value> {
+        self.accounts
+            .contains_key(api_key)
+            .then(|| self.balance_ex_json(api_key))
     }
 
     /// An account's balance of an asset (including held funds).
@@ -1413,10 +1566,18 @@ impl Exchange {
         }
         account.last_nonce = nonce;
         let key = account.api_key.clone();
+        let needed = Permission::for_method(method);
+        let permitted = needed.is_empty() || needed.iter().any(|p| account.permissions.contains(p));
         match fault {
             Some(FaultKind::KrakenError { error }) => return fail(rec, error),
             Some(FaultKind::ConsumeNonceNoAnswer) => return Answer::Drop,
             _ => {}
+        }
+        // A key lacking the method's permission: authenticated (its nonce
+        // is spent, its REST counter charged) but refused before anything
+        // is looked at, `validate=true` orders included.
+        if !permitted {
+            return fail(rec, e::PERMISSION_DENIED);
         }
         self.expire_orders(now);
         let result = match method {

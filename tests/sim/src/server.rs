@@ -12,9 +12,19 @@
 //!   - `GET /_sim/requests` → request log
 //!   - `POST /_sim/faults` with one [`Fault`] as JSON, e.g.
 //!     `{"method":"AddOrder","kind":"DropAfterBook"}`
+//!   - `GET /_sim/faults` → the queued faults, next first;
+//!     `DELETE /_sim/faults` drops them all (`{"ok":true,"cleared":N}`)
 //!   - `POST /_sim/reset`
 //!   - `POST /_sim/balance` `{"asset":"ZUSD","value":"10","api_key":…}`
 //!     (`api_key` optional: primary account)
+//!   - `GET /_sim/balances[?api_key=…]` → the account's balances as
+//!     `BalanceEx` shows them: `{"ZUSD":{"balance":…,"hold_trade":…},…}`
+//!   - `GET /_sim/permissions[?api_key=…]` →
+//!     `{"permissions":["query_funds",…]}`; `POST /_sim/permissions`
+//!     `{"permissions":["query_funds","create_orders"],"api_key":…}` (a list
+//!     of [`Permission`] names or labels, or a comma list, `"all"`, `"none"`)
+//!     sets what the key may do: a private call lacking its permission
+//!     answers `EGeneral:Permission denied`
 //!   - `POST /_sim/pair-status` `{"pair":"XBTUSD","status":"cancel_only"}`
 //!   - `POST /_sim/last-price` `{"pair":"XBTUSD","price":"67000.0"}`
 //!   - `POST /_sim/system-status` `{"status":"maintenance"}`
@@ -39,8 +49,8 @@
 //! ([`Sim::advance_clock`]) to make the decay deterministic.
 
 use crate::model::{
-    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, Pair, PrivateRequest, RateTier,
-    Reply, RequestRecord,
+    Account, Answer, BookedOrder, Exchange, Fault, FaultKind, Pair, Permission, PrivateRequest,
+    RateTier, Reply, RequestRecord,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -51,6 +61,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -287,6 +298,31 @@ impl Sim {
         let v = Decimal::from_str(value).unwrap_or_else(|_| panic!("bad balance {value:?}"));
         let key = self.shared.primary_key();
         self.shared.lock().set_balance(&key, asset, v);
+    }
+
+    /// Sets what the primary account's key may do (every private call
+    /// lacking its permission answers `EGeneral:Permission denied`).
+    /// [`Sim::reset`] returns to the account's configured permissions.
+    pub fn set_permissions(&self, permissions: impl IntoIterator<Item = Permission>) {
+        let key = self.shared.primary_key();
+        self.shared
+            .lock()
+            .set_permissions(&key, permissions.into_iter().collect());
+    }
+
+    /// What the primary account's key may do.
+    pub fn permissions(&self) -> BTreeSet<Permission> {
+        let key = self.shared.primary_key();
+        self.shared
+            .lock()
+            .permissions(&key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The queued faults, next first.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.shared.lock().faults.iter().cloned().collect()
     }
 
     /// A balance of the primary account (including held funds).
@@ -618,8 +654,35 @@ fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, Reply> {
         .ok_or_else(|| bad_request(&format!("missing string field {name:?}")))
 }
 
+/// The account a control call names: `api_key` in its JSON body or its
+/// query string, else the primary account.
+fn account_key(shared: &Shared, named: Option<&str>) -> String {
+    named.map_or_else(|| shared.primary_key(), str::to_string)
+}
+
+/// A [`Permission`] set from a JSON list of names or labels, or a string
+/// (comma list, `all`, `none`).
+fn permissions_of(v: &Value) -> Result<BTreeSet<Permission>, Reply> {
+    match v {
+        Value::String(text) => Permission::parse_list(text).map_err(|e| bad_request(&e)),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| bad_request("permissions must be strings"))
+                    .and_then(|t| Permission::from_str(t).map_err(|e| bad_request(&e)))
+            })
+            .collect(),
+        _ => Err(bad_request(
+            "\"permissions\" must be a list of permissions or a string",
+        )),
+    }
+}
+
 fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply {
-    let route = path.split('?').next().unwrap_or(path);
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let query = crate::params::parse_form(query);
+    let query_key = query.get("api_key").map(String::as_str);
     let parsed = || serde_json::from_slice::<Value>(body).map_err(|e| bad_request(&e.to_string()));
     let result: Result<Reply, Reply> = (|| match (http_method, route) {
         ("GET", "/_sim/health") => Ok(ok_json()),
@@ -630,6 +693,34 @@ fn control(shared: &Shared, http_method: &str, path: &str, body: &[u8]) -> Reply
                 serde_json::from_slice(body).map_err(|e| bad_request(&e.to_string()))?;
             shared.lock().push_fault(fault);
             Ok(ok_json())
+        }
+        ("GET", "/_sim/faults") => Ok(Reply::json(200, &json!(shared.lock().faults))),
+        ("DELETE", "/_sim/faults") => {
+            let cleared = std::mem::take(&mut shared.lock().faults).len();
+            Ok(Reply::json(200, &json!({ "ok": true, "cleared": cleared })))
+        }
+        ("GET", "/_sim/balances") => shared
+            .lock()
+            .balances_json(&account_key(shared, query_key))
+            .map(|v| Reply::json(200, &v))
+            .ok_or_else(|| bad_request("unknown api_key")),
+        ("GET", "/_sim/permissions") => shared
+            .lock()
+            .permissions(&account_key(shared, query_key))
+            .map(|p| Reply::json(200, &json!({ "permissions": p })))
+            .ok_or_else(|| bad_request("unknown api_key")),
+        ("POST", "/_sim/permissions") => {
+            let v = parsed()?;
+            let permissions = permissions_of(
+                v.get("permissions")
+                    .ok_or_else(|| bad_request("missing field \"permissions\""))?,
+            )?;
+            let key = account_key(shared, v.get("api_key").and_then(Value::as_str));
+            if shared.lock().set_permissions(&key, permissions) {
+                Ok(ok_json())
+            } else {
+                Err(bad_request("unknown api_key"))
+            }
         }
         ("POST", "/_sim/reset") => {
             let fresh = build_exchange(&shared.options).map_err(|e| bad_request(&e.to_string()))?;

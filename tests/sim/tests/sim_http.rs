@@ -3,8 +3,8 @@
 
 use kraken_sim::params::form_encode;
 use kraken_sim::{
-    realistic_asset_pairs_body, sign, Account, Fault, FaultKind, OrderStatus, RateTier, Sim,
-    SimOptions, KRAKEN_PAIR_COUNT,
+    realistic_asset_pairs_body, sign, Account, Fault, FaultKind, OrderStatus, Permission, RateTier,
+    Sim, SimOptions, KRAKEN_PAIR_COUNT,
 };
 use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
@@ -1000,6 +1000,128 @@ fn control_endpoints() {
 }
 
 #[test]
+fn control_lists_and_clears_faults_and_shows_balances() {
+    let (sim, mut c) = start();
+    assert_eq!(c.get("/_sim/faults").json(), json!([]));
+    c.post_json(
+        "/_sim/faults",
+        &json!({"method": "AddOrder", "kind": "DropAfterBook"}),
+    );
+    c.post_json("/_sim/faults", &json!({"kind": "Delay", "ms": 5}));
+    assert_eq!(
+        c.get("/_sim/faults").json(),
+        json!([{"method": "AddOrder", "kind": "DropAfterBook"}, {"kind": "Delay", "ms": 5}])
+    );
+    assert_eq!(sim.faults().len(), 2);
+    let r = http(c.addr, "DELETE", "/_sim/faults", &[], b"", T).reply();
+    assert_eq!(r.json(), json!({"ok": true, "cleared": 2}));
+    assert!(sim.faults().is_empty());
+    c.call("AddOrder", &LIMIT).result();
+
+    let balances = c.get("/_sim/balances").json();
+    assert_eq!(balances["ZUSD"]["balance"], "100000.0000");
+    // The open limit buy holds 0.1 × 37500 (plus the fee).
+    assert_ne!(balances["ZUSD"]["hold_trade"], "0.0000");
+    assert_eq!(balances["XXBT"]["hold_trade"], "0.0000000000");
+    assert_eq!(c.get("/_sim/balances?api_key=sim-api-key").json(), balances);
+    assert_eq!(c.get("/_sim/balances?api_key=nobody").status, 400);
+}
+
+#[test]
+fn control_sets_key_permissions() {
+    let (sim, mut c) = start();
+    let all: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
+    assert_eq!(
+        c.get("/_sim/permissions").json(),
+        json!({"permissions": all})
+    );
+
+    let r = c.post_json(
+        "/_sim/permissions",
+        &json!({"permissions": ["query_funds", "Query open orders & trades"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        c.get("/_sim/permissions").json(),
+        json!({"permissions": ["query_funds", "query_open_orders"]})
+    );
+    c.call("Balance", &[]).result();
+    c.call("OpenOrders", &[]).result();
+    assert_eq!(
+        c.call("ClosedOrders", &[]).errors(),
+        vec!["EGeneral:Permission denied"]
+    );
+    assert_eq!(
+        c.call("AddOrder", &with(&[("validate", "true")])).errors(),
+        vec!["EGeneral:Permission denied"]
+    );
+    assert!(sim.orders().is_empty());
+
+    // A comma list, `none`, `all`; bad input is refused and changes nothing.
+    let r = c.post_json(
+        "/_sim/permissions",
+        &json!({"permissions": "create_orders,cancel_orders"}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        sim.permissions(),
+        [Permission::CreateOrders, Permission::CancelOrders]
+            .into_iter()
+            .collect()
+    );
+    for bad in [
+        json!({"permissions": ["withdraw"]}),
+        json!({"permissions": 5}),
+        json!({}),
+    ] {
+        assert_eq!(c.post_json("/_sim/permissions", &bad).status, 400, "{bad}");
+    }
+    let r = c.post_json(
+        "/_sim/permissions",
+        &json!({"permissions": [], "api_key": "nobody"}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(sim.permissions().len(), 2);
+    c.post_json("/_sim/permissions", &json!({"permissions": "none"}));
+    assert_eq!(
+        c.call("Balance", &[]).errors(),
+        vec!["EGeneral:Permission denied"]
+    );
+
+    // Reset returns to the configured permissions (all, here).
+    c.post_json("/_sim/reset", &json!({}));
+    assert_eq!(sim.permissions().len(), Permission::ALL.len());
+    c.nonce += 1_000;
+    c.call("Balance", &[]).result();
+    sim.set_permissions([Permission::QueryFunds]);
+    assert_eq!(
+        c.call("CancelAll", &[]).errors(),
+        vec!["EGeneral:Permission denied"]
+    );
+}
+
+#[test]
+fn configured_permissions_survive_reset() {
+    let account = Account::test_default().with_permissions([Permission::QueryFunds]);
+    let sim = Sim::start(SimOptions {
+        accounts: vec![account],
+        ..SimOptions::default()
+    });
+    let mut c = Client::new(&sim);
+    sim.set_permissions(Permission::ALL);
+    sim.reset();
+    assert_eq!(
+        sim.permissions(),
+        [Permission::QueryFunds].into_iter().collect()
+    );
+    c.call("Balance", &[]).result();
+    assert_eq!(
+        c.call("AddOrder", &LIMIT).errors(),
+        vec!["EGeneral:Permission denied"]
+    );
+}
+
+#[test]
 fn sim_reset_method() {
     let (sim, mut c) = start();
     c.call("AddOrder", &LIMIT).result();
@@ -1192,6 +1314,74 @@ fn binary_takes_the_rate_tier() {
     assert!(stderr.contains("rate tier"), "{stderr}");
 }
 
+#[test]
+fn binary_takes_key_permissions() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    // The flag wins over the environment.
+    let mut child = sim_binary()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--permissions",
+            "query_funds,query_open_orders",
+        ])
+        .env("SIM_PERMISSIONS", "all")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kraken-sim");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("kraken-sim listening on http://")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap();
+    let shown = http(addr, "GET", "/_sim/permissions", &[], b"", T)
+        .reply()
+        .json();
+    let headers = [
+        ("API-Key", Account::TEST_API_KEY),
+        ("API-Sign", VECTOR_SIGN),
+    ];
+    let r = http(
+        addr,
+        "POST",
+        "/0/private/AddOrder",
+        &headers,
+        VECTOR_BODY.as_bytes(),
+        T,
+    )
+    .reply();
+    let orders = http(addr, "GET", "/_sim/orders", &[], b"", T)
+        .reply()
+        .json();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        shown,
+        json!({"permissions": ["query_funds", "query_open_orders"]})
+    );
+    assert_eq!(r.errors(), vec!["EGeneral:Permission denied"]);
+    assert_eq!(orders, json!([]));
+
+    let out = sim_binary()
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SIM_PERMISSIONS", "query_funds,withdraw")
+        .output()
+        .expect("run kraken-sim");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown permission \"withdraw\""),
+        "{stderr}"
+    );
+}
+
 // -- realistic pair table ------------------------------------------------------------
 
 #[test]
@@ -1261,6 +1451,7 @@ fn sim_binary() -> std::process::Command {
         "SIM_OTP",
         "SIM_RATE_TIER",
         "SIM_PAIRS",
+        "SIM_PERMISSIONS",
     ] {
         cmd.env_remove(var);
     }

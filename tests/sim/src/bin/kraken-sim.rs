@@ -3,13 +3,18 @@
 //! ```text
 //! kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]
 //!            [--rate-tier starter|intermediate|pro|none] [--pairs N|none]
+//!            [--permissions all|none|LIST]
 //! kraken-sim --print-asset-pairs N
 //! ```
 //!
 //! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key` and
 //! Kraken's published example secret), no REST rate limit, the small pair
-//! table. `SIM_API_KEY` / `SIM_API_SECRET` / `SIM_OTP` / `SIM_RATE_TIER` /
-//! `SIM_PAIRS` are read when the flags are absent. `--rate-tier` turns on
+//! table, a key with every permission. `SIM_API_KEY` / `SIM_API_SECRET` /
+//! `SIM_OTP` / `SIM_RATE_TIER` / `SIM_PAIRS` / `SIM_PERMISSIONS` are read when
+//! the flags are absent. `--permissions` gives the key only these permissions
+//! (a comma list of `query_funds`, `query_open_orders`, `query_closed_orders`,
+//! `create_orders`, `cancel_orders`; `all` or `none`): a private call lacking
+//! its permission answers `EGeneral:Permission denied`, as Kraken does. `--rate-tier` turns on
 //! Kraken's REST rate counter with that tier's limits (see
 //! `kraken_sim::RateTier`). `--pairs N` serves a pair table of Kraken's size
 //! and shape, the default pairs plus synthetic ones up to N in all (Kraken
@@ -21,12 +26,13 @@
 //! the N-pair table to stdout, byte for byte as it is served (no trailing
 //! newline), and exits without listening: a fixture for benchmarks.
 
-use kraken_sim::{realistic_asset_pairs_body, Account, RateTier, Sim, SimOptions};
+use kraken_sim::{realistic_asset_pairs_body, Account, Permission, RateTier, Sim, SimOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
 
 const USAGE: &str = "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] \
-                     [--otp OTP] [--rate-tier starter|intermediate|pro|none] [--pairs N|none]\n       \
+                     [--otp OTP] [--rate-tier starter|intermediate|pro|none] [--pairs N|none] \
+                     [--permissions all|none|LIST]\n       \
                      kraken-sim --print-asset-pairs N";
 
 /// A pair count; `none`, `0` or empty for the small default table.
@@ -56,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     let mut otp = std::env::var("SIM_OTP").ok();
     let mut rate_tier = std::env::var("SIM_RATE_TIER").ok();
     let mut pairs = std::env::var("SIM_PAIRS").ok();
+    let mut permissions = std::env::var("SIM_PERMISSIONS").ok();
     let mut print_asset_pairs = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +85,7 @@ fn main() -> anyhow::Result<()> {
             "--otp" => otp = Some(value),
             "--rate-tier" => rate_tier = Some(value),
             "--pairs" => pairs = Some(value),
+            "--permissions" => permissions = Some(value),
             "--print-asset-pairs" => print_asset_pairs = Some(value),
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
         }
@@ -104,6 +112,14 @@ fn main() -> anyhow::Result<()> {
         account.api_secret = s;
     }
     account.otp = otp.filter(|o| !o.is_empty());
+    if let Some(text) = permissions.filter(|p| !p.trim().is_empty()) {
+        account.permissions = Permission::parse_list(&text)
+            .map_err(|e| anyhow::anyhow!("bad --permissions / SIM_PERMISSIONS: {e}\n{USAGE}"))?;
+    }
+    if account.permissions.len() < Permission::ALL.len() {
+        let names: Vec<_> = account.permissions.iter().map(|p| p.name()).collect();
+        eprintln!("kraken-sim: key permissions: {}", names.join(","));
+    }
     let rate_tier = parse_tier(rate_tier.as_deref().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("bad --rate-tier / SIM_RATE_TIER: {e}\n{USAGE}"))?;
     let sim = Sim::try_start(SimOptions {

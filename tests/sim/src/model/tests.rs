@@ -316,6 +316,169 @@ fn otp_is_required_when_configured() {
     h.ok("Balance", &[("otp", "123456")]);
 }
 
+// -- key permissions ---------------------------------------------------------
+
+#[test]
+fn a_new_account_has_every_permission() {
+    let account = Account::test_default();
+    assert_eq!(account.permissions.len(), Permission::ALL.len());
+    let mut h = Harness::new();
+    h.ok("Balance", &[]);
+    h.ok("OpenOrders", &[]);
+    h.ok("ClosedOrders", &[]);
+    h.ok("AddOrder", &with(&limit_buy(), &[("validate", "true")]));
+    h.ok("CancelAll", &[]);
+}
+
+#[test]
+fn each_method_needs_its_permission() {
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Permission);
+    let cases: [Case; 8] = [
+        ("Balance", &[], Permission::QueryFunds),
+        ("BalanceEx", &[], Permission::QueryFunds),
+        ("OpenOrders", &[], Permission::QueryOpenOrders),
+        ("ClosedOrders", &[], Permission::QueryClosedOrders),
+        ("TradesHistory", &[], Permission::QueryClosedOrders),
+        ("CancelAll", &[], Permission::CancelOrders),
+        (
+            "CancelOrder",
+            &[("txid", "OAAAAA-BBBBB-CCCCCC")],
+            Permission::CancelOrders,
+        ),
+        (
+            "AddOrder",
+            &[
+                ("pair", "XBTUSD"),
+                ("type", "buy"),
+                ("ordertype", "market"),
+                ("volume", "0.001"),
+                ("validate", "true"),
+            ],
+            Permission::CreateOrders,
+        ),
+    ];
+    for (method, fields, needed) in cases {
+        let others = Permission::ALL.into_iter().filter(|p| *p != needed);
+        let mut h = Harness::with(Account::test_default().with_permissions(others));
+        assert_eq!(h.err(method, fields), e::PERMISSION_DENIED, "{method}");
+        let rec = h.ex.requests.last().unwrap();
+        assert_eq!(rec.errors, vec![e::PERMISSION_DENIED]);
+        assert_eq!(rec.signature_valid, Some(true));
+        // With only that permission, the method is served.
+        let mut h = Harness::with(Account::test_default().with_permissions([needed]));
+        let out = h.call(method, fields);
+        let errors = out.reply().unwrap().errors();
+        assert!(
+            !errors.contains(&e::PERMISSION_DENIED.to_string()),
+            "{method}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn query_orders_needs_either_query_permission() {
+    let txid = [("txid", "OAAAAA-BBBBB-CCCCCC")];
+    for only in [Permission::QueryOpenOrders, Permission::QueryClosedOrders] {
+        let mut h = Harness::with(Account::test_default().with_permissions([only]));
+        // Served: an unknown txid is Kraken's answer, not a refusal of the key.
+        assert_eq!(h.err("QueryOrders", &txid), e::UNKNOWN_ORDER, "{only}");
+    }
+    let mut h = Harness::with(
+        Account::test_default()
+            .with_permissions([Permission::QueryFunds, Permission::CreateOrders]),
+    );
+    assert_eq!(h.err("QueryOrders", &txid), e::PERMISSION_DENIED);
+}
+
+#[test]
+fn a_key_without_create_books_nothing_even_to_validate() {
+    let mut h = Harness::with(Account::test_default().with_permissions([
+        Permission::QueryFunds,
+        Permission::QueryOpenOrders,
+        Permission::QueryClosedOrders,
+    ]));
+    assert_eq!(h.add_err(&limit_buy()), e::PERMISSION_DENIED);
+    assert_eq!(
+        h.add_err(&with(&limit_buy(), &[("validate", "true")])),
+        e::PERMISSION_DENIED
+    );
+    assert!(h.ex.orders.is_empty());
+    h.ok("Balance", &[]);
+}
+
+#[test]
+fn permission_is_judged_after_key_signature_and_nonce() {
+    let mut h = Harness::with(Account::test_default().with_permissions([]));
+    // An unknown key and a bad signature answer as for any key.
+    let body = b"nonce=5";
+    let out = h.raw(
+        "/0/private/Balance",
+        Some("nobody"),
+        Some("c2ln"),
+        None,
+        body,
+    );
+    assert_eq!(out.reply().unwrap().errors(), vec![e::INVALID_KEY]);
+    let out = h.raw("/0/private/Balance", Some(KEY), Some("c2ln"), None, body);
+    assert_eq!(out.reply().unwrap().errors(), vec![e::INVALID_SIGNATURE]);
+    // An authenticated call without the permission spends its nonce.
+    assert_eq!(h.err("Balance", &[]), e::PERMISSION_DENIED);
+    assert_eq!(h.ex.accounts[KEY].last_nonce, h.nonce);
+    h.nonce -= 1;
+    assert_eq!(h.err("Balance", &[]), e::INVALID_NONCE);
+}
+
+#[test]
+fn permissions_change_at_run_time() {
+    let mut h = Harness::new();
+    assert!(h
+        .ex
+        .set_permissions(KEY, [Permission::CreateOrders].into_iter().collect()));
+    assert!(!h.ex.set_permissions("nobody", BTreeSet::new()));
+    assert_eq!(h.err("Balance", &[]), e::PERMISSION_DENIED);
+    assert_eq!(
+        h.ex.permissions(KEY)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [Permission::CreateOrders]
+    );
+    assert!(h
+        .ex
+        .set_permissions(KEY, Permission::ALL.into_iter().collect()));
+    h.ok("Balance", &[]);
+}
+
+#[test]
+fn permission_names_and_lists() {
+    for p in Permission::ALL {
+        assert_eq!(p.name().parse::<Permission>(), Ok(p));
+        assert_eq!(p.label().to_uppercase().parse::<Permission>(), Ok(p));
+        assert_eq!(serde_json::to_value(p).unwrap(), json!(p.name()));
+    }
+    assert_eq!(
+        "Create & modify orders".parse::<Permission>(),
+        Ok(Permission::CreateOrders)
+    );
+    assert!("withdraw"
+        .parse::<Permission>()
+        .unwrap_err()
+        .contains("query_funds"));
+    assert_eq!(Permission::parse_list("all").unwrap().len(), 5);
+    assert!(Permission::parse_list("none").unwrap().is_empty());
+    assert!(Permission::parse_list(" ").unwrap().is_empty());
+    assert_eq!(
+        Permission::parse_list("query_funds, create_orders").unwrap(),
+        [Permission::QueryFunds, Permission::CreateOrders]
+            .into_iter()
+            .collect()
+    );
+    assert!(Permission::parse_list("query_funds,bogus").is_err());
+    assert_eq!(Permission::for_method("Balance"), [Permission::QueryFunds]);
+    assert!(Permission::for_method("Nothing").is_empty());
+}
+
 #[test]
 fn unknown_method_and_get() {
     let mut h = Harness::new();
