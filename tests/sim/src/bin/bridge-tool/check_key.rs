@@ -1,0 +1,406 @@
+//! `bridge-tool check-key` (`scripts/check-key`): which of the permissions the bridge needs
+//! a Kraken API key has, judged from Kraken's answers to read calls and to one AddOrder
+//! with `validate=true`. It never trades.
+
+use crate::curl::{self, Request};
+use crate::{Args, EXIT_OK, EXIT_PROBLEM, EXIT_REFUSED};
+use kraken_sim::params::form_encode;
+use kraken_sim::sign;
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "\
+usage: scripts/check-key
+
+Checks that a Kraken API key has the permissions the bridge needs, with calls that change
+nothing: Balance, OpenOrders, ClosedOrders, and one AddOrder with validate=true (a market buy
+of 0.0001 XBTUSD that Kraken only validates; nothing trades).
+
+  KRAKEN_API_KEY, KRAKEN_API_SECRET   the key (required; never printed)
+  KRAKEN_OTP                          its 2FA password, when it has one
+  KRAKEN_API_URL                      default https://api.kraken.com
+
+Nonces are the wall clock in microseconds, as the bridge's. Exit status: 0 when every needed
+permission is present, 1 when one is missing, 2 when Kraken's answers cannot tell (a bad
+key, secret or nonce, a lockout, no answer).";
+
+/// The only private methods this tool calls.
+pub const METHODS: [&str; 4] = ["Balance", "OpenOrders", "ClosedOrders", "AddOrder"];
+
+/// The order it asks Kraken to validate: tiny, and never traded (`validate=true`).
+pub const VALIDATE_ONLY_ORDER: [(&str, &str); 5] = [
+    ("pair", "XBTUSD"),
+    ("type", "buy"),
+    ("ordertype", "market"),
+    ("volume", "0.0001"),
+    ("validate", "true"),
+];
+
+/// A permission the bridge needs, and the call that shows it.
+pub struct Check {
+    /// Kraken's name for it.
+    pub permission: &'static str,
+    pub method: &'static str,
+    pub fields: &'static [(&'static str, &'static str)],
+    /// What the bridge uses it for.
+    pub why: &'static str,
+}
+
+pub const CHECKS: [Check; 4] = [
+    Check {
+        permission: "Query funds",
+        method: "Balance",
+        fields: &[],
+        why: "close and balance_percent alerts read the balance",
+    },
+    Check {
+        permission: "Query open orders & trades",
+        method: "OpenOrders",
+        fields: &[],
+        why: "an order whose outcome is unknown is looked up among open orders",
+    },
+    Check {
+        permission: "Query closed orders & trades",
+        method: "ClosedOrders",
+        fields: &[],
+        why: "before a resend, the order is looked up among closed orders",
+    },
+    Check {
+        permission: "Create & modify orders",
+        method: "AddOrder",
+        fields: &VALIDATE_ONLY_ORDER,
+        why: "every alert places an order",
+    },
+];
+
+/// What one answer says about the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The permission is there.
+    Present,
+    /// `EGeneral:Permission denied`.
+    Missing,
+    /// Kraken's answer says nothing about the permission (with why).
+    Unknown(String),
+    /// The key itself is unusable: no further call is worth making (with why).
+    Stop(String),
+}
+
+/// Reads Kraken's `error` list for `method`.
+pub fn judge(method: &str, errors: &[String]) -> Verdict {
+    let Some(first) = errors.iter().find(|e| e.starts_with('E')) else {
+        return Verdict::Present;
+    };
+    let e = first.as_str();
+    match e {
+        "EGeneral:Permission denied" => Verdict::Missing,
+        "EAPI:Invalid key" => Verdict::Stop(format!(
+            "{e}: Kraken does not know this key (check KRAKEN_API_KEY)"
+        )),
+        "EAPI:Invalid signature" => Verdict::Stop(format!(
+            "{e}: KRAKEN_API_SECRET is not this key's private key, or the key has 2FA \
+             and KRAKEN_OTP is missing or wrong"
+        )),
+        "EAPI:Invalid nonce" => Verdict::Stop(format!(
+            "{e}: the key has seen a larger nonce (another tool using it with nanosecond \
+             nonces, or a clock ahead); give the bridge a key of its own, nonce window 0"
+        )),
+        _ if e.starts_with("EGeneral:Temporary lockout") => {
+            Verdict::Stop(format!("{e}: too many failed calls; wait about 15 minutes"))
+        }
+        _ if e.starts_with("EAPI:Rate limit exceeded") || e.starts_with("EGeneral:Too many") => {
+            Verdict::Stop(format!("{e}: try again in a minute"))
+        }
+        // Kraken judged the order itself, so the key was allowed to create it.
+        _ if method == "AddOrder"
+            && (e.starts_with("EOrder:") || e.starts_with("EGeneral:Invalid arguments")) =>
+        {
+            Verdict::Present
+        }
+        _ => Verdict::Unknown(e.to_string()),
+    }
+}
+
+/// Signs and sends private calls with microsecond nonces.
+struct Kraken {
+    base: String,
+    key: String,
+    secret: Vec<u8>,
+    otp: Option<String>,
+    last_nonce: u64,
+}
+
+impl Kraken {
+    fn nonce(&mut self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.last_nonce = now.max(self.last_nonce + 1);
+        self.last_nonce
+    }
+
+    /// One private call; `Err` when no Kraken answer came back.
+    fn call(&mut self, method: &str, fields: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let nonce = self.nonce().to_string();
+        let body = private_body(method, &nonce, self.otp.as_deref(), fields);
+        let path = format!("/0/private/{method}");
+        let url = format!("{}{path}", self.base);
+        let api_sign = sign::sign(&self.secret, &path, &nonce, body.as_bytes());
+        let req = Request::new("POST", &url)
+            .header("API-Key", &self.key)
+            .header("API-Sign", &api_sign)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("User-Agent", "tv-kraken-bridge check-key")
+            .body(body.as_bytes())
+            .timeout(Duration::from_secs(15));
+        let answer = curl::send(&req)?;
+        let json = answer
+            .json()
+            .ok_or_else(|| format!("HTTP {} without a Kraken answer", answer.status))?;
+        let errors = json["error"]
+            .as_array()
+            .ok_or_else(|| format!("HTTP {} without a Kraken answer", answer.status))?;
+        Ok(errors
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// The form body of a private call. Refuses (panics on) anything this tool must never send:
+/// a method outside [`METHODS`], an AddOrder without `validate=true`.
+pub fn private_body(
+    method: &str,
+    nonce: &str,
+    otp: Option<&str>,
+    fields: &[(&str, &str)],
+) -> String {
+    assert!(
+        METHODS.contains(&method),
+        "check-key calls only {METHODS:?}, not {method}"
+    );
+    if method == "AddOrder" {
+        assert!(
+            fields.contains(&("validate", "true")),
+            "check-key never sends an AddOrder without validate=true"
+        );
+    }
+    let mut all = vec![("nonce", nonce)];
+    if let Some(otp) = otp {
+        all.push(("otp", otp));
+    }
+    all.extend_from_slice(fields);
+    form_encode(&all)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+pub fn main(words: Vec<String>) -> Result<u8, String> {
+    let args = Args::parse(words, &[], &[])?;
+    if args.flag("--help") {
+        println!("{USAGE}");
+        return Ok(EXIT_OK);
+    }
+    if let Some(extra) = args.positional.first() {
+        return Err(format!(
+            "unexpected argument {extra:?}: the key comes from the environment\n{USAGE}"
+        ));
+    }
+    let key = env("KRAKEN_API_KEY").ok_or("KRAKEN_API_KEY is not set")?;
+    let secret = env("KRAKEN_API_SECRET").ok_or("KRAKEN_API_SECRET is not set")?;
+    let secret = sign::decode_secret(secret.trim())
+        .map_err(|_| "KRAKEN_API_SECRET is not base64, as Kraken's private keys are")?;
+    let base = env("KRAKEN_API_URL").unwrap_or_else(|| "https://api.kraken.com".into());
+    let base = base.trim().trim_end_matches('/').to_string();
+    let mut kraken = Kraken {
+        base,
+        key: key.trim().to_string(),
+        secret,
+        otp: env("KRAKEN_OTP"),
+        last_nonce: 0,
+    };
+
+    println!(
+        "Checking a Kraken API key at {} (key and secret not shown; nothing trades)",
+        kraken.base
+    );
+    let mut verdicts = Vec::new();
+    let mut stopped = None;
+    for check in &CHECKS {
+        if stopped.is_some() {
+            verdicts.push(Verdict::Unknown("not asked".into()));
+            continue;
+        }
+        let mut verdict = ask(&mut kraken, check);
+        // One nonce refusal can be a call of the bridge on the same key in the same
+        // microsecond: one more try with a fresh nonce.
+        if matches!(&verdict, Verdict::Stop(w) if w.starts_with("EAPI:Invalid nonce")) {
+            std::thread::sleep(Duration::from_millis(50));
+            verdict = ask(&mut kraken, check);
+        }
+        let shown = match &verdict {
+            Verdict::Present => "ok".to_string(),
+            Verdict::Missing => "EGeneral:Permission denied".to_string(),
+            Verdict::Unknown(why) | Verdict::Stop(why) => why.clone(),
+        };
+        let call = if check.method == "AddOrder" {
+            "AddOrder validate=true"
+        } else {
+            check.method
+        };
+        println!("  {call:<24} {shown}");
+        if let Verdict::Stop(why) = &verdict {
+            stopped = Some(why.clone());
+        }
+        verdicts.push(verdict);
+    }
+
+    println!("\nPermissions the bridge needs:");
+    let mut missing = Vec::new();
+    let mut unknown = false;
+    for (check, verdict) in CHECKS.iter().zip(&verdicts) {
+        let mark = match verdict {
+            Verdict::Present => "present",
+            Verdict::Missing => {
+                missing.push(check.permission);
+                "MISSING"
+            }
+            Verdict::Unknown(_) | Verdict::Stop(_) => {
+                unknown = true;
+                "unknown"
+            }
+        };
+        println!("  {mark:<8} {:<30} {}", check.permission, check.why);
+    }
+    println!(
+        "  {:<8} {:<30} cancel_all alerts; not checked (only a cancel would show it)",
+        "-", "Cancel & close orders"
+    );
+    println!("Make sure the key has no withdrawal permission: the bridge never needs one.");
+
+    if !missing.is_empty() {
+        println!(
+            "\nMissing: {}. Add it to the key on Kraken (Settings, API) and run this again.",
+            missing.join(", ")
+        );
+        return Ok(EXIT_REFUSED);
+    }
+    if let Some(why) = stopped {
+        println!("\nCannot tell: {why}");
+        return Ok(EXIT_PROBLEM);
+    }
+    if unknown {
+        println!("\nCannot tell every permission from Kraken's answers (see above).");
+        return Ok(EXIT_PROBLEM);
+    }
+    println!("\nEvery permission the bridge needs is present.");
+    Ok(EXIT_OK)
+}
+
+fn ask(kraken: &mut Kraken, check: &Check) -> Verdict {
+    match kraken.call(check.method, check.fields) {
+        Ok(errors) => judge(check.method, &errors),
+        Err(e) => Verdict::Stop(format!("no answer: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn the_only_order_is_validate_only() {
+        assert!(VALIDATE_ONLY_ORDER.contains(&("validate", "true")));
+        let add = CHECKS.iter().find(|c| c.method == "AddOrder").unwrap();
+        assert_eq!(add.fields, VALIDATE_ONLY_ORDER);
+        let body = private_body("AddOrder", "1", None, add.fields);
+        assert!(body.contains("validate=true"), "{body}");
+        for c in &CHECKS {
+            assert!(METHODS.contains(&c.method));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "never sends an AddOrder without validate=true")]
+    fn an_add_order_without_validate_is_refused() {
+        private_body("AddOrder", "1", None, &VALIDATE_ONLY_ORDER[..4]);
+    }
+
+    #[test]
+    #[should_panic(expected = "check-key calls only")]
+    fn other_methods_are_refused() {
+        private_body("CancelAll", "1", None, &[]);
+    }
+
+    #[test]
+    fn the_body_carries_nonce_and_otp_first() {
+        assert_eq!(
+            private_body("Balance", "1700000000000000", Some("123456"), &[]),
+            "nonce=1700000000000000&otp=123456"
+        );
+    }
+
+    #[test]
+    fn kraken_answers_judged() {
+        assert_eq!(judge("Balance", &[]), Verdict::Present);
+        assert_eq!(
+            judge("Balance", &errs(&["WGeneral:Something"])),
+            Verdict::Present
+        );
+        assert_eq!(
+            judge("Balance", &errs(&["EGeneral:Permission denied"])),
+            Verdict::Missing
+        );
+        assert_eq!(
+            judge("AddOrder", &errs(&["EGeneral:Permission denied"])),
+            Verdict::Missing
+        );
+        for e in [
+            "EOrder:Insufficient funds",
+            "EOrder:Order minimum not met",
+            "EGeneral:Invalid arguments:volume",
+        ] {
+            assert_eq!(judge("AddOrder", &errs(&[e])), Verdict::Present, "{e}");
+            assert!(matches!(judge("Balance", &errs(&[e])), Verdict::Unknown(_)));
+        }
+        for e in [
+            "EAPI:Invalid key",
+            "EAPI:Invalid signature",
+            "EAPI:Invalid nonce",
+            "EGeneral:Temporary lockout",
+            "EAPI:Rate limit exceeded",
+        ] {
+            assert!(
+                matches!(judge("Balance", &errs(&[e])), Verdict::Stop(_)),
+                "{e}"
+            );
+        }
+        assert!(matches!(
+            judge("AddOrder", &errs(&["EService:Unavailable"])),
+            Verdict::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn nonces_are_microseconds_and_increase() {
+        let mut k = Kraken {
+            base: String::new(),
+            key: String::new(),
+            secret: Vec::new(),
+            otp: None,
+            last_nonce: 0,
+        };
+        let a = k.nonce();
+        let b = k.nonce();
+        assert!(b > a);
+        // Microseconds: 16 digits until 2286.
+        assert_eq!(a.to_string().len(), 16, "{a}");
+    }
+}
