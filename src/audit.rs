@@ -176,7 +176,12 @@ pub(crate) mod documented {
 
     /// The backticked names in a table row's first cell.
     fn names(row: &str) -> Vec<String> {
-        let first = row.trim().trim_start_matches('|').split('|').next().unwrap_or("");
+        let first = row
+            .trim()
+            .trim_start_matches('|')
+            .split('|')
+            .next()
+            .unwrap_or("");
         first
             .split('`')
             .skip(1)
@@ -229,7 +234,9 @@ pub(crate) mod documented {
     /// version and only the fields the page lists for it.
     pub(crate) fn check(line: &str) {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        let event = v["event"].as_str().unwrap_or_else(|| panic!("no event: {line}"));
+        let event = v["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event: {line}"));
         assert!(EVENTS.contains(&event), "{event} is not in audit::EVENTS");
         assert_eq!(v["schema"], SCHEMA, "{line}");
         let page = page();
@@ -306,7 +313,10 @@ mod tests {
         let sections: Vec<&str> = page.events.keys().map(String::as_str).collect();
         let mut events = EVENTS.to_vec();
         events.sort_unstable();
-        assert_eq!(sections, events, "OBSERVABILITY.md sections vs audit::EVENTS");
+        assert_eq!(
+            sections, events,
+            "OBSERVABILITY.md sections vs audit::EVENTS"
+        );
         for (event, (fields, examples)) in &page.events {
             assert!(!fields.is_empty(), "{event}: no field table");
             assert_eq!(examples.len(), 1, "{event}: one example line");
@@ -314,7 +324,14 @@ mod tests {
             let v: Value = serde_json::from_str(&examples[0]).unwrap();
             assert_eq!(v["event"], event.as_str());
         }
-        for common in ["schema", "ts", "level", "event", "request_id", "client_addr"] {
+        for common in [
+            "schema",
+            "ts",
+            "level",
+            "event",
+            "request_id",
+            "client_addr",
+        ] {
             assert!(page.common.contains(common), "{common}");
         }
     }
@@ -323,7 +340,8 @@ mod tests {
     fn the_check_can_fail() {
         let undocumented = r#"{"client_addr":null,"event":"stale","level":"warn","request_id":"r","schema":1,"ts":"t","surprise":1}"#;
         assert!(std::panic::catch_unwind(|| documented::check(undocumented)).is_err());
-        let old = r#"{"client_addr":null,"event":"stale","level":"warn","request_id":"r","ts":"t"}"#;
+        let old =
+            r#"{"client_addr":null,"event":"stale","level":"warn","request_id":"r","ts":"t"}"#;
         assert!(std::panic::catch_unwind(|| documented::check(old)).is_err());
         let unknown = r#"{"client_addr":null,"event":"order_teleported","level":"warn","request_id":"r","schema":1,"ts":"t"}"#;
         assert!(std::panic::catch_unwind(|| documented::check(unknown)).is_err());
@@ -356,7 +374,10 @@ mod tests {
         }
         assert!(found.len() > 15, "the scan found too little: {found:?}");
         for name in &found {
-            assert!(EVENTS.contains(&name.as_str()), "{name} is written but not in EVENTS");
+            assert!(
+                EVENTS.contains(&name.as_str()),
+                "{name} is written but not in EVENTS"
+            );
         }
     }
 
