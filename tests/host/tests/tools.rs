@@ -804,3 +804,71 @@ fn check_key_sends_the_otp_and_explains_a_bad_key() {
     assert!(run.stderr.contains("KRAKEN_API_KEY is not set"), "{run}");
     assert_nothing_traded(&sim);
 }
+
+// ---- the README ---------------------------------------------------------------------------------
+
+/// Every `scripts/...` command in the README's "Operator tools" section runs as written,
+/// against a receiver, a simulator and a simulated key, and does what the section says.
+#[test]
+fn readme_operator_tools_examples_run() {
+    let readme = std::fs::read_to_string(bridge_host::workspace_root().join("README.md")).unwrap();
+    let start = readme
+        .find("\n## Operator tools\n")
+        .expect("README has an Operator tools section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |i| i + 1)];
+    let commands: Vec<Vec<&str>> = section
+        .lines()
+        .filter(|l| l.starts_with("scripts/"))
+        .map(|l| l.split(" #").next().unwrap().split_whitespace().collect())
+        .collect();
+    assert_eq!(commands.len(), 3, "one example per tool: {commands:?}");
+
+    let rx = Receiver::start(ReceiverAnswer::Status(200));
+    let rx_addr = rx.origin().trim_start_matches("http://").to_string();
+    let sim = sim_with(&Permission::ALL);
+    let sim_addr = sim.addr().to_string();
+    // check-key gets a simulator of its own: the sim example queues a fault.
+    let key_sim = sim_with(&Permission::ALL);
+    let url = key_sim.url();
+    for command in &commands {
+        let (tool, args) = (command[0].trim_start_matches("scripts/"), &command[1..]);
+        let run = match tool {
+            "send" => script(
+                tool,
+                args,
+                &[
+                    ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+                    ("BRIDGE_ADDR", &rx_addr),
+                ],
+                None,
+            ),
+            "sim" => script(tool, args, &[("SIM_ADDR", &sim_addr)], None),
+            "check-key" => script(
+                tool,
+                args,
+                &[
+                    ("KRAKEN_API_KEY", API_KEY),
+                    ("KRAKEN_API_SECRET", API_SECRET),
+                    ("KRAKEN_API_URL", &url),
+                ],
+                None,
+            ),
+            other => panic!("an example of an unknown tool {other}"),
+        };
+        run.assert_no_secret(&[]);
+        assert_eq!(run.code, 0, "{command:?}: {run}");
+    }
+    let got = rx.wait_for(1, Duration::from_secs(5));
+    assert_eq!(
+        got[0].json()["secret"],
+        WEBHOOK_SECRET,
+        "the example is --tradingview"
+    );
+    assert_eq!(
+        sim.faults(),
+        [Fault::on("AddOrder", FaultKind::DropAfterBook)]
+    );
+    assert_nothing_traded(&key_sim);
+    assert_eq!(private_requests(&key_sim).len(), 4);
+}
