@@ -772,6 +772,14 @@ fn check_key_names_a_missing_permission_and_exits_non_zero() {
         );
         assert_nothing_traded(&sim);
     }
+    // A key that may do nothing: all four named, and a hint at an IP restriction.
+    let sim = sim_with(&[]);
+    let run = check_key(&sim, &[]);
+    run.assert_no_secret(&[]);
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(run.stdout.matches("MISSING").count(), 4, "{run}");
+    assert!(run.stdout.contains("IP addresses"), "{run}");
+    assert_nothing_traded(&sim);
 }
 
 #[test]

@@ -286,6 +286,12 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
             "\nMissing: {}. Add it to the key on Kraken (Settings, API) and run this again.",
             missing.join(", ")
         );
+        if missing.len() == CHECKS.len() {
+            println!(
+                "Every call was refused: if the key is restricted to some IP addresses, \
+                 this machine may not be one of them."
+            );
+        }
         return Ok(EXIT_REFUSED);
     }
     if let Some(why) = stopped {
