@@ -166,7 +166,17 @@ pub fn config(req: &Request<'_>) -> Result<Vec<u8>, String> {
 /// missing), with curl's own message.
 pub fn send(req: &Request<'_>) -> Result<Response, String> {
     let config = config(req)?;
-    let mut child = Command::new("curl")
+    let mut cmd = Command::new("curl");
+    // curl needs none of the tools' secrets.
+    for var in [
+        "WEBHOOK_SECRET",
+        "KRAKEN_API_KEY",
+        "KRAKEN_API_SECRET",
+        "KRAKEN_OTP",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
         .args(["-q", "--silent", "--show-error", "--config", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
