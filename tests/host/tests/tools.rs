@@ -446,6 +446,9 @@ fn spin_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The webhook secret `scripts/up` is started with in the test below.
+const UP_SECRET: &str = "up-webhook-secret-from-the-environment-7c2e";
+
 /// Required by the issue: `scripts/send --tradingview` against `scripts/up` places an
 /// order in the simulator; `scripts/sim` then shows it and steers the simulator.
 #[test]
@@ -463,6 +466,8 @@ fn send_tradingview_to_scripts_up_places_an_order_that_scripts_sim_shows() {
         .env("BRIDGE_ADDR", &bridge)
         .env("SIM_ADDR", &sim)
         .env("SKIP_BUILD", "1")
+        // scripts/up serves with a WEBHOOK_SECRET from its environment when one is set.
+        .env("WEBHOOK_SECRET", UP_SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -487,6 +492,10 @@ fn send_tradingview_to_scripts_up_places_an_order_that_scripts_sim_shows() {
         assert!(Instant::now() < deadline, "scripts/up did not come up");
     }
     let secret = secret.expect("scripts/up printed an example alert");
+    assert_eq!(
+        secret, UP_SECRET,
+        "scripts/up serves the WEBHOOK_SECRET it was given"
+    );
     let env = [
         ("WEBHOOK_SECRET", secret.as_str()),
         ("BRIDGE_ADDR", bridge.as_str()),
