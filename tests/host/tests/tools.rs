@@ -420,23 +420,6 @@ fn send_places_orders_on_the_portable_bridge_signed_and_as_tradingview() {
     }
 }
 
-fn free_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-struct KillGroup(std::process::Child);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", "--", &group])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn spin_installed() -> bool {
     Command::new("spin")
         .arg("--version")

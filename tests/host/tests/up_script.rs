@@ -2,27 +2,12 @@
 
 use bridge_host::workspace_root;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
+mod common;
 
-struct KillGroup(std::process::Child);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        // `--` so that the negative process-group id is not read as an option.
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", "--", &group])
-            .status();
-        let _ = self.0.wait();
-    }
-}
+use common::{KillGroup, free_addr};
 
 #[test]
 fn up_then_the_printed_curl_places_an_order() {

@@ -1279,7 +1279,6 @@ fn binary_serves_and_never_logs_secrets() {
 
 #[test]
 fn binary_takes_the_rate_tier() {
-    use std::io::BufRead;
     use std::process::{Command, Stdio};
     // The flag wins over the environment.
     let mut child = Command::new(env!("CARGO_BIN_EXE_kraken-sim"))
@@ -1289,16 +1288,7 @@ fn binary_takes_the_rate_tier() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn kraken-sim");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("kraken-sim listening on http://")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .parse()
-        .unwrap();
+    let addr = listening_on(&mut child);
     let rate = http(addr, "GET", "/_sim/rate", &[], b"", T).reply().json();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -1316,7 +1306,6 @@ fn binary_takes_the_rate_tier() {
 
 #[test]
 fn binary_takes_key_permissions() {
-    use std::io::BufRead;
     use std::process::Stdio;
     // The flag wins over the environment.
     let mut child = sim_binary()
@@ -1331,16 +1320,7 @@ fn binary_takes_key_permissions() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn kraken-sim");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("kraken-sim listening on http://")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .parse()
-        .unwrap();
+    let addr = listening_on(&mut child);
     let shown = http(addr, "GET", "/_sim/permissions", &[], b"", T)
         .reply()
         .json();
@@ -1441,6 +1421,20 @@ fn realistic_pairs_over_http() {
     assert_eq!(sim.pair_count(), KRAKEN_PAIR_COUNT);
     assert_eq!(sim.find_pair("LINKUSD").unwrap().status, "online");
     assert_eq!(sim.pairs().len(), KRAKEN_PAIR_COUNT);
+}
+
+/// The address a `kraken-sim` child announces on its first stdout line.
+fn listening_on(child: &mut std::process::Child) -> SocketAddr {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("kraken-sim listening on http://")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .parse()
+        .unwrap()
 }
 
 fn sim_binary() -> std::process::Command {

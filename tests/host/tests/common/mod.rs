@@ -398,3 +398,26 @@ pub fn check_truth_in(
 pub fn check_truth(sim: &Sim, cl: &str, answer: &Answer, ex: &Exchange, what: &str) {
     check_truth_in(&sim.orders(), cl, answer, ex, what);
 }
+
+// ---- processes started by scripts -------------------------------------------------------
+
+/// A free loopback `host:port`.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// A child started in its own process group (`setsid`); dropping it stops the whole group,
+/// the servers a script started included.
+pub struct KillGroup(pub std::process::Child);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // `--` so that the negative process-group id is not read as an option.
+        let group = format!("-{}", self.0.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "TERM", "--", &group])
+            .status();
+        let _ = self.0.wait();
+    }
+}
