@@ -170,11 +170,22 @@ fn format_name(format: Format) -> &'static str {
 }
 
 /// The chat text: the outcome first, then its details, e.g.
-/// `order_placed: buy 0.001 XXBTZUSD market · txid OABC… · cl_ord_id … · request …`.
+/// `order_placed: buy 0.001 XBTUSD market · txid OABC… · cl_ord_id … · request_id …`; a dry
+/// run adds `validate (dry run)`.
 pub fn text(line: &Map<String, Value>) -> String {
     let field = |k: &str| match line.get(k) {
         Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => None,
+        Some(Value::Null) | Some(Value::Bool(false)) | None => None,
+        // A dry run says so; a real order need not.
+        Some(Value::Bool(true)) if k == "validate" => Some("(dry run)".into()),
+        // `txid` is a list of strings.
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         Some(v) => Some(v.to_string()),
     };
     let mut head = field("event").unwrap_or_else(|| "order".into());

@@ -52,7 +52,7 @@ fn each_format_has_its_receivers_shape() {
     assert_eq!(b["request_id"], "req-1");
     assert_eq!(b["ts"], "2025-11-28T18:40:00.000Z");
 
-    let text = "order_placed: buy 1.25 XBTUSD limit @ 37500 · txid [\"OAAAAA-BBBBB-CCCCCC\"] · \
+    let text = "order_placed: buy 1.25 XBTUSD limit @ 37500 · txid OAAAAA-BBBBB-CCCCCC · \
                 cl_ord_id tvk-abc · request_id req-1";
     assert_eq!(
         body(&notice_for(Format::Discord, &placed(), &[])),
@@ -129,6 +129,28 @@ fn a_notification_carries_no_secret() {
         assert!(!sent.contains("masked-by-name"), "{sent}");
         assert!(!sent.contains("tok-3n"), "{sent}");
     }
+}
+
+#[test]
+fn a_dry_run_says_so_and_a_real_order_does_not() {
+    let real = body(&notice_for(
+        Format::Slack,
+        &placed().with("validate", false),
+        &[],
+    ));
+    let text = real["text"].as_str().unwrap();
+    assert!(!text.contains("validate"), "{text}");
+    let dry = Event::new(Level::Info, "order_validated")
+        .with("side", "buy")
+        .with("volume", "0.001")
+        .with("pair", "XBTUSD")
+        .with("order_type", "market")
+        .with("validate", true);
+    let b = body(&notice_for(Format::Slack, &dry, &[]));
+    assert_eq!(
+        b["text"],
+        "order_validated: buy 0.001 XBTUSD market · validate (dry run) · request_id req-1"
+    );
 }
 
 #[test]
