@@ -277,6 +277,45 @@ pub(crate) mod tests {
         assert_eq!(Pairs::from_asset_pairs(odd).unwrap().0.len(), 0);
     }
 
+    /// One pair exactly as Kraken shapes it (fee tiers, leverage lists, margin fields), a
+    /// numeric `ordermin`, an unreadable pair and a `null` one: what is not used is skipped,
+    /// what is odd leaves only that pair out.
+    #[test]
+    fn reads_kraken_shaped_answers_keeping_only_what_it_uses() {
+        let body = br#"{"error":[],"result":{
+          "XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","aclass_base":"currency","base":"XXBT",
+            "aclass_quote":"currency","quote":"ZUSD","lot":"unit","cost_decimals":5,"pair_decimals":1,
+            "lot_decimals":8,"lot_multiplier":1,"leverage_buy":[2,3,4,5],"leverage_sell":[2,3,4,5],
+            "fees":[[0,0.4],[10000,0.35],[50000,0.24]],"fees_maker":[[0,0.25],[10000,0.2]],
+            "fee_volume_currency":"ZUSD","margin_call":80,"margin_stop":40,"ordermin":0.00005,
+            "costmin":"0.5","tick_size":"0.1","status":"online","long_position_limit":270,
+            "short_position_limit":180},
+          "BAD":{"altname":"BAD","pair_decimals":"1","lot_decimals":8},
+          "GONE":null
+        }}"#;
+        let p = Pairs::from_asset_pairs(body).unwrap();
+        assert_eq!(p.0.len(), 1);
+        let xbt = &p.0[0];
+        assert_eq!(
+            (xbt.id.as_str(), xbt.altname.as_str(), xbt.wsname.as_str()),
+            ("XXBTZUSD", "XBTUSD", "XBT/USD")
+        );
+        assert_eq!((xbt.base.as_str(), xbt.quote.as_str()), ("XXBT", "ZUSD"));
+        assert_eq!((xbt.pair_decimals, xbt.lot_decimals), (1, 8));
+        assert_eq!(xbt.ordermin, Decimal::from_str("0.00005").unwrap());
+        assert_eq!(xbt.costmin, Decimal::from_str("0.5").unwrap());
+        assert_eq!(xbt.tick_size, Decimal::new(1, 1));
+        assert_eq!(xbt.status, "online");
+        // Errors: the first `E` one wins; an envelope without a result is an error too.
+        let err = br#"{"error":["WGeneral:Notice","EQuery:Unknown asset pair"]}"#;
+        assert_eq!(
+            Pairs::from_asset_pairs(err),
+            Err("EQuery:Unknown asset pair".to_string())
+        );
+        assert!(Pairs::from_asset_pairs(br#"{"error":[]}"#).is_err());
+        assert!(Pairs::from_asset_pairs(b"<html>").is_err());
+    }
+
     #[test]
     fn resolves_every_spelling() {
         let p = pairs();
