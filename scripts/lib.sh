@@ -17,3 +17,23 @@ ensure_wasmtime() {
   echo "installing wasmtime-cli $WASMTIME_VERSION (one time, about 12 minutes on 2 cores)..." >&2
   cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked
 }
+
+# Installs Debian packages with apt-get, through `sudo -n` when not root. The output goes to
+# $APT_LOG when set (scripts/bench keeps it quiet), else to the terminal. Returns non-zero
+# when apt-get is missing, sudo is needed but unavailable, or the install fails.
+apt_updated=
+apt_install() { # packages...
+  command -v apt-get >/dev/null 2>&1 || return 1
+  local sudo=
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || return 1
+    sudo="sudo -n"
+  fi
+  echo "installing $* with apt-get..." >&2
+  local log=${APT_LOG:-/dev/stderr}
+  if [ -z "$apt_updated" ]; then
+    $sudo apt-get update -q >>"$log" 2>&1 || return 1
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@" >>"$log" 2>&1
+}
