@@ -107,6 +107,17 @@ impl Response {
 
 #[cfg(test)]
 mod tests {
+    /// The benchmark's I/O floor (`benches/floor`, its own workspace, so it cannot import
+    /// this list) must send the same headers, or it measures less than the contract asks.
+    #[test]
+    fn the_io_floor_sends_the_same_headers() {
+        let floor = include_str!("../benches/floor/src/lib.rs");
+        for (name, value) in SECURITY_HEADERS {
+            assert!(floor.contains(&format!("\"{name}\"")), "{name}");
+            assert!(floor.contains(&format!("\"{value}\"")), "{value}");
+        }
+    }
+
     use super::*;
     use crate::reject::FieldError;
 

@@ -51,6 +51,15 @@ fn post(body: &str, headers: &[(&str, &str)]) -> Request {
     }
 }
 
+fn get(path: &str) -> Request {
+    Request {
+        method: "GET".into(),
+        path: path.into(),
+        headers: vec![],
+        body: vec![],
+    }
+}
+
 /// The host around the core in these tests: an in-memory store, canned Kraken answers, and
 /// a clock that advances `tick_us` per operation.
 #[derive(Default)]
@@ -547,16 +556,7 @@ fn an_unusable_setting_refuses_authenticated_alerts_only() {
         (503, json!({"error":"misconfigured"}))
     );
     assert_eq!(events(&d), ["config_error"]);
-    let health = done(handle_with(
-        &lookup,
-        host(),
-        Request {
-            method: "GET".into(),
-            path: "/health".into(),
-            headers: vec![],
-            body: vec![],
-        },
-    ));
+    let health = done(handle_with(&lookup, host(), get("/health")));
     assert_eq!(body(&health)["problems"][0]["setting"], "kraken_api_key");
 }
 
@@ -575,16 +575,7 @@ fn short_secret_is_a_configuration_error() {
     );
     assert_eq!(events(&d), ["config_error"]);
     assert!(d.log[0].stderr);
-    let health = done(handle(
-        cfg,
-        host(),
-        Request {
-            method: "GET".into(),
-            path: "/health".into(),
-            headers: vec![],
-            body: vec![],
-        },
-    ));
+    let health = done(handle(cfg, host(), get("/health")));
     assert_eq!(health.response.status, 503);
     let h = body(&health);
     assert_eq!(h["status"], "misconfigured");
@@ -594,19 +585,8 @@ fn short_secret_is_a_configuration_error() {
 
 #[test]
 fn health_and_config_endpoints() {
-    let get = |path: &str, cfg: Config| {
-        done(handle(
-            cfg,
-            host(),
-            Request {
-                method: "GET".into(),
-                path: path.into(),
-                headers: vec![],
-                body: vec![],
-            },
-        ))
-    };
-    let h = get("/health", config(&[]));
+    let fetch = |path: &str, cfg: Config| done(handle(cfg, host(), get(path)));
+    let h = fetch("/health", config(&[]));
     assert_eq!(h.response.status, 200);
     let hb = body(&h);
     assert_eq!(hb["status"], "ok");
@@ -615,8 +595,8 @@ fn health_and_config_endpoints() {
     assert_eq!(hb["state_store"], "default");
     assert_eq!(hb["version"], env!("CARGO_PKG_VERSION"));
 
-    assert_eq!(get("/config", config(&[])).response.status, 404);
-    let c = get(
+    assert_eq!(fetch("/config", config(&[])).response.status, 404);
+    let c = fetch(
         "/config",
         config(&[("environment", "development"), ("kraken_otp", "999999")]),
     );
@@ -748,31 +728,13 @@ fn stale_alerts() {
 
 #[test]
 fn every_response_has_the_security_headers() {
-    let d = done(handle(
-        config(&[]),
-        host(),
-        Request {
-            method: "GET".into(),
-            path: "/nope".into(),
-            headers: vec![],
-            body: vec![],
-        },
-    ));
+    let d = done(handle(config(&[]), host(), get("/nope")));
     assert_eq!(d.response.status, 404);
     assert_eq!(d.response.header("x-request-id"), Some("req-1"));
     for (k, v) in crate::response::SECURITY_HEADERS {
         assert_eq!(d.response.header(k), Some(*v));
     }
-    let d = done(handle(
-        config(&[]),
-        host(),
-        Request {
-            method: "GET".into(),
-            path: "/webhook".into(),
-            headers: vec![],
-            body: vec![],
-        },
-    ));
+    let d = done(handle(config(&[]), host(), get("/webhook")));
     assert_eq!(
         (d.response.status, d.response.header("allow")),
         (405, Some("POST"))
@@ -1223,12 +1185,6 @@ fn a_broken_allow_list_denies_all_but_health() {
         post(LIMIT, &[]),
     ));
     assert_eq!(d.response.status, 403);
-    let get = |p: &str| Request {
-        method: "GET".into(),
-        path: p.into(),
-        headers: vec![],
-        body: vec![],
-    };
     let h = done(handle(cfg(), from(None), get("/health")));
     assert_eq!(h.response.status, 503);
     assert_eq!(body(&h)["problems"][0]["setting"], "allowed_ips");
@@ -1789,12 +1745,7 @@ fn notify_settings_are_checked_and_the_url_is_a_secret() {
     let d = done(handle(
         notifying(&[("environment", "development")]),
         host(),
-        Request {
-            method: "GET".into(),
-            path: "/config".into(),
-            headers: vec![],
-            body: vec![],
-        },
+        get("/config"),
     ));
     let shown = body(&d);
     assert_eq!(shown["notify_url"], "***");

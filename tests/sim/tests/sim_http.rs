@@ -1214,7 +1214,6 @@ fn two_accounts_and_otp() {
 
 #[test]
 fn binary_serves_and_never_logs_secrets() {
-    use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_kraken-sim"))
         .args(["--listen", "127.0.0.1:0"])
@@ -1224,15 +1223,7 @@ fn binary_serves_and_never_logs_secrets() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn kraken-sim");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("kraken-sim listening on http://")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
-    let addr: SocketAddr = url.parse().unwrap();
+    let addr = listening_on(&mut child);
     let headers = [("API-Key", "bin-key"), ("API-Sign", VECTOR_SIGN)];
     let r = http(
         addr,
@@ -1475,28 +1466,17 @@ fn binary_prints_the_asset_pairs_fixture() {
 /// Starts the binary, reads its listening address, counts the pairs of
 /// `AssetPairs`, and kills it.
 fn binary_pair_count(cmd: &mut std::process::Command) -> usize {
-    use std::io::BufRead as _;
     let mut child = cmd
         .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let count = line
-        .trim()
-        .rsplit_once("http://")
-        .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
-        .map(|addr| {
-            let r = http(addr, "GET", "/0/public/AssetPairs", &[], b"", T).reply();
-            r.result().as_object().unwrap().len()
-        });
+    let addr = listening_on(&mut child);
+    let r = http(addr, "GET", "/0/public/AssetPairs", &[], b"", T).reply();
     child.kill().unwrap();
     child.wait().unwrap();
-    count.unwrap_or_else(|| panic!("no address in {line:?}"))
+    r.result().as_object().unwrap().len()
 }
 
 #[test]
