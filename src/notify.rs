@@ -52,6 +52,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// The setting's value for this shape.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Discord => "discord",
+            Format::Slack => "slack",
+            Format::Telegram => "telegram",
+        }
+    }
+
     /// Parses `notify_format`.
     pub fn parse(value: &str) -> Option<Format> {
         match value.trim().to_ascii_lowercase().as_str() {
@@ -95,6 +105,8 @@ pub struct Notice {
     pub call: Call,
     /// The event notified, for the `notify_failed` line.
     pub event: &'static str,
+    /// The message's shape.
+    pub format: Format,
     ctx: Context,
     /// `notify_url`, so a failure line can never carry it.
     url: Secret,
@@ -106,7 +118,7 @@ impl std::fmt::Debug for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notice")
             .field("event", &self.event)
-            .field("format", &self.call.kraken_method)
+            .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
@@ -150,24 +162,17 @@ pub fn notice(
             url,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
-            kraken_method: format_name(target.format),
+            kraken_method: "notify",
             timeout_ms: NOTIFY_TIMEOUT_MS,
         },
         event: event.name,
+        format: target.format,
         ctx: ctx.clone(),
         url: target.url.clone(),
         log_failures: Level::Warn >= log_level,
     })
 }
 
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Discord => "discord",
-        Format::Slack => "slack",
-        Format::Telegram => "telegram",
-    }
-}
 
 /// The chat text: the outcome first, then its details, e.g.
 /// `order_placed: buy 0.001 XBTUSD market · txid OABC… · cl_ord_id … · request_id …`; a dry
@@ -230,7 +235,7 @@ pub fn text(line: &Map<String, Value>) -> String {
 pub fn delivery_line(notice: &Notice, transport: &Transport, now: Now) -> Option<LogLine> {
     let failure = Event::new(Level::Warn, "notify_failed")
         .with("notified_event", notice.event)
-        .with("format", notice.call.kraken_method);
+        .with("format", notice.format.name());
     let failure = match transport {
         _ if !notice.log_failures => return None,
         Transport::Reply { status, .. } if (200..300).contains(status) => return None,

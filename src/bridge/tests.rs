@@ -235,7 +235,7 @@ fn documented(d: Done) -> Done {
         crate::audit::documented::check(&line.text);
     }
     for n in &d.notices {
-        if n.call.kraken_method == "json" {
+        if n.format == crate::notify::Format::Json {
             crate::audit::documented::check(&String::from_utf8_lossy(&n.call.body));
         }
     }
