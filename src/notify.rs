@@ -173,7 +173,6 @@ pub fn notice(
     })
 }
 
-
 /// The chat text: the outcome first, then its details, e.g.
 /// `order_placed: buy 0.001 XBTUSD market · txid OABC… · cl_ord_id … · request_id …`; a dry
 /// run adds `validate (dry run)`.
