@@ -28,7 +28,7 @@ pub struct Call {
     pub headers: Vec<(String, String)>,
     /// The exact body bytes that were signed.
     pub body: Vec<u8>,
-    /// The Kraken method, e.g. `AddOrder`.
+    /// The Kraken method, e.g. `AddOrder` (`notify` for a notification to `notify_url`).
     pub kraken_method: &'static str,
     /// The whole call (connect, send, answer) must end within this many milliseconds;
     /// past it the adapter reports [`Transport::Lost`](super::reply::Transport::Lost).
