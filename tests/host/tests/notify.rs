@@ -129,6 +129,10 @@ fn spin_a_hanging_receiver_delays_no_answer() {
         ex.elapsed
     );
     let ended = ex.instance_ended.expect("the Spin host times the instance");
+    eprintln!(
+        "hanging receiver: answered after {:?}, instance ended after {ended:?}",
+        ex.elapsed
+    );
     assert!(
         ended >= Duration::from_millis(NOTIFY_TIMEOUT_MS) && ended < BUDGET * 2,
         "the instance ended after {ended:?}"
