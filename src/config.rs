@@ -410,10 +410,13 @@ impl Config {
         .only_front()
     }
 
-    /// This configuration with the problems of the [`FRONT_SETTINGS`] alone.
+    /// This configuration as a request not yet authenticated sees it: the problems of the
+    /// [`FRONT_SETTINGS`] alone, and no notification target (only an authenticated alert's
+    /// outcome is ever posted).
     pub fn only_front(mut self) -> Config {
         self.problems
             .retain(|p| FRONT_SETTINGS.contains(&p.setting));
+        self.notify = None;
         self
     }
 

@@ -5,6 +5,23 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
+/// An outbound URL as the host adapter sends it: `https://` (`true`) or `http://`, the
+/// authority, and the path with its query, which must start with `/`. `None` for anything
+/// else. The notification settings are checked with it, so a URL the adapter cannot send is a
+/// configuration problem, not a failure at every order.
+pub fn split_url(url: &str) -> Option<(bool, &str, &str)> {
+    let (https, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://")?),
+    };
+    let slash = rest.find('/')?;
+    let authority = &rest[..slash];
+    if authority.is_empty() || authority.contains(['?', '#']) {
+        return None;
+    }
+    Some((https, authority, &rest[slash..]))
+}
+
 /// TradingView's published webhook sender addresses, the recommended `allowed_ips`.
 pub const TRADINGVIEW_IPS: &str = "52.89.214.238,34.212.75.30,54.218.53.128,52.32.178.7";
 

@@ -85,17 +85,13 @@ pub struct Target {
     pub chat_id: Option<String>,
 }
 
-/// Checks a `notify_url`: an absolute `http` or `https` URL with a host.
+/// Checks a `notify_url`: an `http://` or `https://` URL with a host and a path, as the
+/// adapter sends it ([`crate::network::split_url`]), without whitespace.
 pub fn check_url(url: &str) -> Result<(), &'static str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or("must be an http:// or https:// URL")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains(char::is_whitespace) || url.contains(' ') {
-        return Err("must be an http:// or https:// URL with a host");
+    match crate::network::split_url(url) {
+        Some(_) if !url.contains(char::is_whitespace) => Ok(()),
+        _ => Err("must be an http:// or https:// URL with a host and a path"),
     }
-    Ok(())
 }
 
 /// One notification for the adapter to post after the answer.
@@ -145,15 +141,20 @@ pub fn notice(
     if !NOTIFIED_EVENTS.contains(&event.name) {
         return None;
     }
-    let object: Map<String, Value> = serde_json::from_str(&line.text).ok()?;
-    let body = match target.format {
-        Format::Json => Value::Object(object),
+    let chat = |object: Map<String, Value>| match target.format {
         Format::Discord => json!({ "content": text(&object) }),
         Format::Slack => json!({ "text": text(&object) }),
-        Format::Telegram => json!({
+        _ => json!({
             "chat_id": target.chat_id.clone().unwrap_or_default(),
             "text": text(&object),
         }),
+    };
+    let body = match target.format {
+        // The line itself, as written to the log.
+        Format::Json => line.text.clone().into_bytes(),
+        _ => chat(serde_json::from_str(&line.text).ok()?)
+            .to_string()
+            .into_bytes(),
     };
     let url = String::from_utf8_lossy(target.url.expose_for(Use::Notify)).into_owned();
     Some(Notice {
@@ -161,7 +162,7 @@ pub fn notice(
             method: "POST",
             url,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
+            body,
             kraken_method: "notify",
             timeout_ms: NOTIFY_TIMEOUT_MS,
         },

@@ -552,12 +552,10 @@ impl Pending {
                 self.free = Some(free);
                 self.make_plan()
             }
-            Err(e) if e.contains("EAPI:Invalid nonce") => {
-                match self.retry_after_nonce(Retry::Balance) {
-                    Ok(step) => step,
-                    Err(this) => this.unavailable(format!("could not read balances: {e}")),
-                }
-            }
+            Err(e) if reply::is_invalid_nonce(&e) => match self.retry_after_nonce(Retry::Balance) {
+                Ok(step) => step,
+                Err(this) => this.unavailable(format!("could not read balances: {e}")),
+            },
             Err(e) => self.unavailable(format!("could not read balances: {e}")),
         }
     }
@@ -629,7 +627,7 @@ impl Pending {
                 )
             }
             Lookup::Absent => self.add(),
-            Lookup::Failed(reason) if reason.starts_with("EAPI:Invalid nonce") => {
+            Lookup::Failed(reason) if reply::is_invalid_nonce(&reason) => {
                 match self.retry_after_nonce(Retry::LookupBefore(list)) {
                     Ok(step) => step,
                     Err(this) => this.lookup_before_failed(reason),
@@ -706,7 +704,7 @@ impl Pending {
                 }
                 step_owner.reject_recorded(reject, event)
             }
-            AddOrder::Transient { error } if error.starts_with("EAPI:Invalid nonce") => {
+            AddOrder::Transient { error } if reply::is_invalid_nonce(&error) => {
                 if self.ambiguous {
                     // After an unanswered attempt, a nonce refusal can mean that attempt
                     // arrived: the order may exist.
@@ -762,7 +760,7 @@ impl Pending {
                     self.pending("not found yet; the order may still land before its deadline")
                 }
             }
-            Lookup::Failed(reason) if reason.starts_with("EAPI:Invalid nonce") => {
+            Lookup::Failed(reason) if reply::is_invalid_nonce(&reason) => {
                 match self.retry_after_nonce(Retry::LookupAfter(list)) {
                     Ok(step) => step,
                     Err(this) => this.pending(&format!("look-up failed: {reason}")),

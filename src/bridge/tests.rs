@@ -980,6 +980,30 @@ fn certainly_absent_after_the_deadline_is_resent_once() {
     assert_eq!(methods(&w).iter().filter(|m| **m == "AddOrder").count(), 2);
 }
 
+/// Kraken sometimes writes a space after the category (`EAPI: Invalid nonce`): the
+/// refusal is the same, for AddOrder and for the look-up after an unclear answer.
+#[test]
+fn a_nonce_refusal_written_with_a_space_is_retried_too() {
+    let spaced = || reply(r#"{"error":["EAPI: Invalid nonce"]}"#);
+    let (d, w) = run_with(vec![spaced(), reply(PLACED)]);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(w.waits.len(), 1);
+    assert_eq!(methods(&w), ["AddOrder", "AddOrder"]);
+
+    let (d, w) = run_with(vec![
+        Transport::Lost("reset".into()),
+        spaced(),
+        reply(NONE_OPEN),
+        reply(NONE_CLOSED),
+    ]);
+    assert_eq!(d.response.status, 202, "{:?}", body(&d));
+    assert_eq!(w.waits.len(), 1);
+    assert_eq!(
+        methods(&w),
+        ["AddOrder", "OpenOrders", "OpenOrders", "ClosedOrders"]
+    );
+}
+
 #[test]
 fn a_clean_nonce_refusal_is_retried_with_jitter_and_a_fresh_nonce() {
     let (d, w) = run_with(vec![
@@ -1709,13 +1733,23 @@ fn nothing_is_notified_without_a_url_or_authentication() {
         "webhook_secret" => Some(WEBHOOK_SECRET.to_string()),
         _ => None,
     };
+    // Refusals before authentication that write an event of their own (413 and 415 write
+    // `alert_rejected`, an event that is notified once authenticated), on both paths.
+    let big = format!(r#"{{"comment":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
     let bad = LIMIT.replace("0123456789abcdef", "0123456789abcdeX");
-    let d = done(handle_with(&lookup, host(), post(&bad, &[])));
-    assert_eq!(d.response.status, 401);
-    assert!(d.notices.is_empty());
-    let d = done(handle(notifying(&[]), host(), post(&bad, &[])));
-    assert_eq!(d.response.status, 401);
-    assert!(d.notices.is_empty());
+    let strangers = [
+        (post(&bad, &[]), 401),
+        (post(&big, &[]), 413),
+        (post(LIMIT, &[("content-type", "text/html")]), 415),
+    ];
+    for (request, status) in strangers {
+        let d = done(handle_with(&lookup, host(), request.clone()));
+        assert_eq!(d.response.status, status);
+        assert!(d.notices.is_empty(), "{status} through the host's lookup");
+        let d = done(handle(notifying(&[]), host(), request));
+        assert_eq!(d.response.status, status);
+        assert!(d.notices.is_empty(), "{status} with every setting parsed");
+    }
 }
 
 #[test]

@@ -18,9 +18,10 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Sends `call` and reads the whole answer, giving up after `call.timeout_ms`.
 pub fn send(call: &Call) -> Transport {
     let deadline = monotonic_clock::now() + call.timeout_ms.max(1) * 1_000_000;
-    let Some((scheme, authority, path)) = split_url(&call.url) else {
-        return Transport::NotSent("kraken_api_url is not a URL".into());
+    let Some((https, authority, path)) = crate::network::split_url(&call.url) else {
+        return Transport::NotSent("not an http(s) URL with a path".into());
     };
+    let scheme = if https { Scheme::Https } else { Scheme::Http };
     let mut entries: Vec<(String, Vec<u8>)> = call
         .headers
         .iter()
@@ -154,15 +155,4 @@ fn certainly_not_sent(code: &ErrorCode) -> bool {
             | ErrorCode::HttpRequestDenied
             | ErrorCode::HttpRequestUriInvalid
     )
-}
-
-/// `scheme://authority/path?query` into its parts.
-fn split_url(url: &str) -> Option<(Scheme, &str, &str)> {
-    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (Scheme::Https, rest)
-    } else {
-        (Scheme::Http, url.strip_prefix("http://")?)
-    };
-    let slash = rest.find('/')?;
-    Some((scheme, &rest[..slash], &rest[slash..]))
 }

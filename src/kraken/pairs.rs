@@ -50,7 +50,7 @@ pub enum Unresolved {
 }
 
 /// Every pair Kraken lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pairs(pub Vec<Pair>);
 
 impl Pairs {
@@ -101,16 +101,6 @@ impl Pairs {
             });
         }
         Ok(Pairs(pairs))
-    }
-
-    /// The compact form kept in the state store.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("pairs serialise")
-    }
-
-    /// Reads the compact form.
-    pub fn decode(bytes: &[u8]) -> Option<Pairs> {
-        serde_json::from_slice(bytes).ok()
     }
 
     /// Resolves a symbol, after the `symbol_map` overrides (`TVSYMBOL=KRAKENPAIR`).
@@ -270,7 +260,6 @@ pub(crate) mod tests {
         assert_eq!(xbt.lot_decimals, 8);
         assert_eq!(xbt.tick_size, Decimal::new(1, 1));
         assert_eq!(xbt.ordermin, Decimal::from_str("0.00005").unwrap());
-        assert_eq!(Pairs::decode(&p.encode()), Some(p.clone()));
         assert!(Pairs::from_asset_pairs(br#"{"error":["EGeneral:Internal error"]}"#).is_err());
         // A malformed pair (found by reading the fuzz results) is skipped, not a panic.
         let odd = br#"{"error":[],"result":{"X":{"altname":"X","wsname":"A/B","pair_decimals":40,"lot_decimals":8}}}"#;

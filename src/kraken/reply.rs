@@ -41,6 +41,17 @@ pub enum ErrorClass {
     Ambiguous,
 }
 
+/// Kraken writes some errors with a space after the category (`EService: Throttled: ts`).
+fn normalised(error: &str) -> String {
+    error.trim().replacen(": ", ":", 1)
+}
+
+/// Whether Kraken refused a request for its nonce (`EAPI:Invalid nonce`, with or without the
+/// space): nothing was done, and the request may go again with a fresh nonce.
+pub fn is_invalid_nonce(error: &str) -> bool {
+    normalised(error).starts_with("EAPI:Invalid nonce")
+}
+
 /// Classifies one Kraken error string.
 pub fn classify(error: &str) -> ErrorClass {
     const AMBIGUOUS: &[&str] = &[
@@ -59,8 +70,7 @@ pub fn classify(error: &str) -> ErrorClass {
         "EService:Throttled",
         "EService:Market in",
     ];
-    // Kraken writes some errors with a space after the category (`EService: Throttled: ts`).
-    let e = error.trim().replacen(": ", ":", 1);
+    let e = normalised(error);
     if AMBIGUOUS.iter().any(|p| e.starts_with(p)) {
         ErrorClass::Ambiguous
     } else if TRANSIENT.iter().any(|p| e.starts_with(p)) {
@@ -307,6 +317,14 @@ fn describe(result: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonce_refusals_with_or_without_the_space() {
+        assert!(is_invalid_nonce("EAPI:Invalid nonce"));
+        assert!(is_invalid_nonce(" EAPI: Invalid nonce"));
+        assert!(!is_invalid_nonce("EAPI:Invalid key"));
+        assert_eq!(classify("EAPI: Invalid nonce"), ErrorClass::Transient);
+    }
 
     fn reply(body: &str) -> Transport {
         Transport::Reply {

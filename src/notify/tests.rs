@@ -99,7 +99,21 @@ fn only_order_outcomes_are_notified() {
             "{name}"
         );
     }
-    for name in NOTIFIED_EVENTS {
+    // The contract's outcomes (section 3): placed (validated for a dry run), refused by the
+    // bridge or by Kraken, pending, cancelled.
+    let outcomes = [
+        "order_placed",
+        "order_validated",
+        "alert_rejected",
+        "stale",
+        "trading_disabled",
+        "rate_limited",
+        "order_rejected",
+        "order_pending",
+        "orders_cancelled",
+    ];
+    assert_eq!(NOTIFIED_EVENTS.len(), outcomes.len());
+    for name in outcomes {
         let e = Event::new(Level::Warn, name);
         assert!(
             notice(&target(Format::Json), &e, &line(&e), &ctx(), Level::Info).is_some(),
@@ -231,6 +245,9 @@ fn formats_and_urls_parse_strictly() {
         "https://",
         "https:///path",
         "https://a b/",
+        // What the adapter could not send: no path after the host.
+        "https://hooks.example.com",
+        "https://hooks.example.com?x=1",
     ] {
         assert!(check_url(bad).is_err(), "{bad}");
     }

@@ -221,6 +221,51 @@ fn spin_refusals_are_notified_and_strangers_never_are() {
     );
 }
 
+/// The outcomes the other tests do not reach: a dry run, a cancel_all, a stale alert and a
+/// rate-limited one; each is posted once, as its own event.
+#[test]
+fn spin_dry_runs_cancels_stale_and_rate_limited_alerts_are_notified() {
+    let sim = sim();
+    let rx = Receiver::start(Answer::Status(200));
+    let host = spin_notifying(&sim, &rx, &[("rate_limit_per_minute", "2")]);
+    let dry = market_alert("n-dry", "0.001").replace('}', r#","validate":true}"#);
+    let ex = send(&host, post(dry, &[]));
+    assert_eq!(
+        (ex.status, ex.json()["status"].clone()),
+        (200, "validated".into()),
+        "{ex}"
+    );
+    let cancel =
+        format!(r#"{{"secret":"{WEBHOOK_SECRET}","id":"n-cancel","action":"cancel_all"}}"#);
+    let ex = send(&host, post(cancel, &[]));
+    assert_eq!(
+        (ex.status, ex.json()["status"].clone()),
+        (200, "cancelled".into()),
+        "{ex}"
+    );
+    let stale = market_alert("n-stale", "0.001").replace('}', r#","timestamp":1000000000}"#);
+    let ex = send(&host, post(stale, &[]));
+    assert_eq!(ex.status, 401, "{ex}");
+    let ex = send(&host, post(market_alert("n-over", "0.001"), &[]));
+    assert_eq!(ex.status, 429, "{ex}");
+
+    let got = rx.wait_for(4, Duration::from_secs(5));
+    let notified: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        notified,
+        [
+            "order_validated",
+            "orders_cancelled",
+            "stale",
+            "rate_limited"
+        ]
+    );
+    assert_eq!(got[1].json()["count"], 0);
+}
+
 /// Polls the portable host's log until `needle` shows up.
 fn log_shows(srv: &bridge_host::ServeHost, needle: &str, within: Duration) -> bool {
     let until = Instant::now() + within;
