@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the three flavours of the component into target/wasm/:
-#   bridge-spin.wasm            Spin 3.1+ (Spin variables; state through wasi:keyvalue, atomic claim)
+#   bridge-spin.wasm            Spin 3.2+ (Spin variables; state through wasi:keyvalue, atomic claim)
 #   bridge-spin-noatomics.wasm  Spin hosts without wasi:keyvalue atomics (Spin 2.x-3.0, Akamai
 #                               Functions): state through fermyon:spin/key-value
 #   bridge-wasi.wasm            portable flavour (environment variables, no state store)

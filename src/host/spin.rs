@@ -2,7 +2,7 @@
 //! address from Spin's `spin-client-addr` header, state in Spin's `default` key-value store.
 //!
 //! The default build reaches the store through `wasi:keyvalue` (store and atomics, Spin
-//! 3.1 and later), whose `increment` and compare-and-swap make the claim atomic across
+//! 3.2 and later; 3.1.x has them behind a per-instance write-behind cache), whose `increment` and compare-and-swap make the claim atomic across
 //! instances. The `host-spin-noatomics` build uses `fermyon:spin/key-value` only, for hosts
 //! without atomics (Spin before 3.1, Akamai Functions): it answers the atomic operations
 //! `Unsupported`, and the core falls back to a look-up on Kraken before every order.

@@ -342,6 +342,36 @@ async fn a_failing_store_does_not_stop_trading_and_stays_safe() {
     store.set_failing(false);
 }
 
+/// The hard case of a failing store: the deliveries of one market alert arrive at the same
+/// instant on four instances. With no store to claim in, each looks the order up on Kraken
+/// and trades, as the build without atomics does: the limit measured here (README,
+/// "Limits"). Every answer stays inside the contract's outcomes and the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_and_simultaneous_deliveries_limit_measured() {
+    const ROUNDS: usize = 10;
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    store.set_failing(true);
+    let mut extra = 0;
+    for r in 0..ROUNDS {
+        let id = format!("store-down-race-{r}");
+        let cl = cl_ord_id_for_id(&id);
+        let body = market_alert(&id, "0.0001");
+        let deliveries = (0..INSTANCES).map(|i| (i, body.clone())).collect();
+        for ex in at_once(&hosts, deliveries).await {
+            read_answer(&ex, &cl);
+        }
+        let placed = orders_with(&sim, &cl).len();
+        assert!(placed >= 1, "round {r}: the alert was lost");
+        extra += placed - 1;
+    }
+    store.set_failing(false);
+    eprintln!(
+        "failing store: {extra} extra orders in {ROUNDS} rounds of {INSTANCES} simultaneous deliveries of one market alert"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_store_claims_nothing_and_the_resend_trades() {
     let (store, _) = store(Backend::Memory).unwrap();
