@@ -2,7 +2,8 @@
 //! host's key-value store (Spin's `default` store) and what comes back.
 //!
 //! Two kinds of host exist. Spin 3.1 and later implement `wasi:keyvalue/atomics` (exactly
-//! from 3.2, which dropped 3.1's per-instance write-behind cache), whose `increment` and compare-and-swap are atomic across every instance that shares the store:
+//! from 3.2, which dropped 3.1's per-instance write-behind cache), whose `increment` and
+//! compare-and-swap are atomic across every instance that shares the store:
 //! the claim of [`crate::outcome`] rests on them. Hosts without atomics (Spin before 3.1,
 //! Akamai Functions) answer those operations [`StoreReply::Unsupported`], and the core falls
 //! back to a write-and-read-back claim with a Kraken look-up before every order.
