@@ -1230,7 +1230,9 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
         instances.push((group, addr));
     }
 
-    let alert = common::limit_alert(common::WEBHOOK_SECRET);
+    // A market order with an `id`: Kraken's own refusal of a second open `cl_ord_id` cannot
+    // stand in for the shared store, as it could for a resting limit order.
+    let alert = common::market_alert("readme-fleet-1", "0.001");
     let (status, body) = http(instances[0].1, "POST", "/webhook", &alert);
     assert_eq!(status, 200, "{body}\n{}", instances[0].0.output());
     let first: Json = serde_json::from_str(&body).unwrap();
@@ -1241,6 +1243,14 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
     assert_eq!(second["status"], "duplicate", "{second}");
     assert_eq!(second["txid"], first["txid"]);
     assert_eq!(sim.orders().len(), 1);
+    let add_orders = common::private_requests(&sim)
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("AddOrder"))
+        .count();
+    assert_eq!(
+        add_orders, 1,
+        "the second instance found the first's record in Redis"
+    );
     for (group, _) in &instances {
         assert_no_secret(&group.output());
     }
