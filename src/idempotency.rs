@@ -160,6 +160,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// A claim in flight: no outcome yet, `owner` (a request id, or empty when unknown)
+    /// claimed it at `claimed_at`.
+    pub fn in_flight(first_seen: u64, cl_ord_id: &str, owner: &str, claimed_at: u64) -> Record {
+        Record {
+            state: RecordState::InFlight,
+            first_seen,
+            cl_ord_id: cl_ord_id.to_string(),
+            status: 0,
+            body: Value::Null,
+            owner: owner.to_string(),
+            claimed_at,
+        }
+    }
+
     /// Reads a stored record; `None` for anything unreadable.
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         serde_json::from_slice(bytes).ok()

@@ -154,9 +154,8 @@ enum Claim {
     None,
     /// The in-flight record was written but the alert is not owned yet: its bytes.
     Written(Vec<u8>),
-    /// This delivery owns the alert; the bytes of its in-flight record, for the atomic
-    /// release after a `503`.
-    Owned(Vec<u8>),
+    /// This delivery owns the alert (a `503` releases whatever record the store then holds).
+    Owned,
 }
 
 mod claim;

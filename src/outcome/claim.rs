@@ -26,7 +26,6 @@ use crate::idempotency::{self, Forgotten, Record, RecordState, CLAIM_WINDOW_MS};
 use crate::rate_limit;
 use crate::reject::Reject;
 use crate::store::{StoreOp, StoreReply};
-use serde_json::Value;
 
 /// Prune the store on the first alert of each minute and every this many alerts after.
 const PRUNE_EVERY: i64 = 8;
@@ -116,15 +115,12 @@ impl Pending {
     // ---- taking over a stale or released claim -----------------------------------------
 
     fn take_over(self, old: Record) -> Step {
-        let mine = Record {
-            state: RecordState::InFlight,
-            first_seen: old.first_seen,
-            cl_ord_id: self.cl_ord_id.clone(),
-            status: 0,
-            body: Value::Null,
-            owner: self.cx.host.request_id.clone(),
-            claimed_at: self.cx.host.now.secs(),
-        }
+        let mine = Record::in_flight(
+            old.first_seen,
+            &self.cl_ord_id,
+            &self.cx.host.request_id,
+            self.cx.host.now.secs(),
+        )
         .encode();
         let expected = self.found.clone().expect("found record");
         let key = self.record_key.clone();
@@ -240,8 +236,8 @@ impl Pending {
 
     /// The claim written is this delivery's: it trades.
     fn own_and_trade(mut self) -> Step {
-        if let Claim::Written(bytes) = std::mem::replace(&mut self.claim, Claim::None) {
-            self.claim = Claim::Owned(bytes);
+        if let Claim::Written(_) = self.claim {
+            self.claim = Claim::Owned;
         }
         self.prepare()
     }
@@ -249,16 +245,8 @@ impl Pending {
     // ---- the claim of a fresh key ------------------------------------------------------
 
     fn in_flight(&self) -> Vec<u8> {
-        Record {
-            state: RecordState::InFlight,
-            first_seen: self.started.secs(),
-            cl_ord_id: self.cl_ord_id.clone(),
-            status: 0,
-            body: Value::Null,
-            owner: self.cx.host.request_id.clone(),
-            claimed_at: self.started.secs(),
-        }
-        .encode()
+        let at = self.started.secs();
+        Record::in_flight(at, &self.cl_ord_id, &self.cx.host.request_id, at).encode()
     }
 
     /// Writes the in-flight record before claiming, so that a delivery that loses the
@@ -344,15 +332,7 @@ impl Pending {
         };
         let record = match record {
             Some(r) if r.state == RecordState::Done => r,
-            _ => Record {
-                state: RecordState::InFlight,
-                first_seen: self.started.secs(),
-                cl_ord_id: self.cl_ord_id.clone(),
-                status: 0,
-                body: Value::Null,
-                owner: String::new(),
-                claimed_at: 0,
-            },
+            _ => Record::in_flight(self.started.secs(), &self.cl_ord_id, "", 0),
         };
         self.duplicate(&record, false)
     }
@@ -388,7 +368,7 @@ impl Pending {
         match &self.claim {
             Claim::None => Vec::new(),
             _ if !self.atomics => vec![StoreOp::Delete(self.record_key.clone())],
-            Claim::Owned(_) => {
+            Claim::Owned => {
                 self.release_in_flight = true;
                 Vec::new()
             }
