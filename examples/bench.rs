@@ -107,6 +107,7 @@ struct Cost {
 /// Runs one alert through the core until the signed AddOrder.
 fn handler(
     config: &Config,
+    to_end: bool,
     store: &mut MemoryStore,
     kraken: &Kraken,
     now: u64,
@@ -119,6 +120,7 @@ fn handler(
         client_addr: None,
         flavour: "spin",
         state_store: Some("default"),
+        store_probe: None,
     };
     let mut h = vec![("content-type".to_string(), "application/json".to_string())];
     h.extend_from_slice(headers);
@@ -132,9 +134,20 @@ fn handler(
     let mut step = bridge::handle(config.clone(), host, request);
     loop {
         step = match step {
-            Step::Call(call, _) if call.kraken_method == "AddOrder" => {
+            Step::Call(call, pending) if call.kraken_method == "AddOrder" => {
                 cost.ordered = true;
-                return cost;
+                if !to_end {
+                    return cost;
+                }
+                // Placed: the answer, then the writes after it (the pair cache among them).
+                let body = br#"{"error":[],"result":{"descr":{"order":"buy"},"txid":["OX"]}}"#;
+                pending.resume(
+                    Input::Kraken(Transport::Reply {
+                        status: 200,
+                        body: body.to_vec(),
+                    }),
+                    Now(now),
+                )
             }
             Step::Call(call, pending) => {
                 let body = match call.kraken_method {
@@ -153,6 +166,7 @@ fn handler(
                 pending.resume(Input::Store(reply), Now(now))
             }
             Step::Wait(_, pending) => pending.resume(Input::Waited, Now(now)),
+            Step::Answer(_, pending) => pending.resume(Input::Answered, Now(now)),
             Step::Done(_) => return cost,
         };
     }
@@ -163,6 +177,7 @@ fn warm(config: &Config, kraken: &Kraken) -> MemoryStore {
     let mut store = MemoryStore::default();
     handler(
         config,
+        true,
         &mut store,
         kraken,
         START,
@@ -235,6 +250,7 @@ fn main() {
     let (cached_secret, cached_cost) = time(iterations, |i| {
         handler(
             &config,
+            false,
             &mut store,
             &kraken,
             START + i + 1,
@@ -247,6 +263,7 @@ fn main() {
         let i = i as usize;
         handler(
             &config,
+            false,
             &mut store,
             &kraken,
             START + i as u64 + 1,
@@ -260,6 +277,7 @@ fn main() {
         let mut store = MemoryStore::default();
         handler(
             &config,
+            false,
             &mut store,
             &kraken,
             START + i,
@@ -272,7 +290,7 @@ fn main() {
     let (unknown, unknown_cost) = time(few, |i| {
         let mut store = MemoryStore::default();
         let b = body(i, "NOSUCHCOIN/USD", false);
-        handler(&config, &mut store, &kraken, START + i, &b, &[])
+        handler(&config, false, &mut store, &kraken, START + i, &b, &[])
     });
     assert!(cached_cost.ordered && expired_cost.ordered && !unknown_cost.ordered);
     assert_eq!(

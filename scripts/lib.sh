@@ -37,3 +37,18 @@ apt_install() { # packages...
   fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@" >>"$log" 2>&1
 }
+
+# Puts a real Spin on PATH for the Spin-gated tests and the benchmark: the `spin` already on
+# PATH, else the copy beside the repository (../shared/tools/spin, which unpacks itself once
+# and needs xz) when there is one. Without either, those tests skip with a message.
+ensure_spin_on_path() {
+  if command -v spin >/dev/null 2>&1; then
+    return 0
+  fi
+  local beside
+  beside="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/tools/spin"
+  if [ -x "$beside/spin" ]; then
+    command -v xz >/dev/null 2>&1 || apt_install xz-utils || true
+    export PATH="$(cd "$beside" && pwd):$PATH"
+  fi
+}

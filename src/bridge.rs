@@ -3,7 +3,8 @@
 //! [`handle`] takes a request, the settings and the host's facts (clock, request id, client
 //! address) and returns a [`Step`]: either the finished response with its audit lines, or a
 //! Kraken [`Call`] for the adapter to send and a [`Pending`] to resume with what came back.
-//! The adapter loops until it gets [`Step::Done`]. The webhook path reads in contract order:
+//! The adapter loops until it gets [`Step::Done`]; a [`Step::Answer`] on the way is the
+//! response to send at once, while store writes that the answer does not need go on. The webhook path reads in contract order:
 //! route, size, content type, configuration, authenticate, parse, validate, plan, sign, send,
 //! outcome.
 
@@ -60,14 +61,23 @@ pub struct Host {
     pub flavour: &'static str,
     /// The state store's name, or `None` in the portable flavour.
     pub state_store: Option<&'static str>,
+    /// Asks the state store for one key, within a bounded time, for `/health`: `Ok` with
+    /// how the store is reached, or why it did not answer. `None`: not asked (no store,
+    /// or the core's own tests).
+    pub store_probe: Option<fn() -> Result<&'static str, String>>,
 }
 
 /// The next thing the adapter must do.
 #[derive(Debug)]
 #[must_use]
 pub enum Step {
-    /// Send the response and write the audit lines.
+    /// Send the response and write the audit lines (unless a [`Step::Answer`] already
+    /// did: then the same response comes back here once the store writes after it are
+    /// done), then post the notices.
     Done(Done),
+    /// Send this response and write its audit lines now, then hand back
+    /// [`Input::Answered`]: the store writes that follow cannot delay the answer.
+    Answer(Done, Box<Pending>),
     /// Send the Kraken call (within its `timeout_ms`), then hand back [`Input::Kraken`].
     Call(Call, Box<Pending>),
     /// Perform the store operation, then hand back [`Input::Store`].
@@ -85,6 +95,8 @@ pub enum Input {
     Store(StoreReply),
     /// A [`Step::Wait`] is over.
     Waited,
+    /// The response of a [`Step::Answer`] has gone.
+    Answered,
 }
 
 /// A finished request.
@@ -117,6 +129,11 @@ impl Cx {
     }
 
     pub(crate) fn finish(&self, response: Response, events: Vec<Event>) -> Step {
+        Step::Done(self.done(response, events))
+    }
+
+    /// The response with its audit lines and notices.
+    pub(crate) fn done(&self, response: Response, events: Vec<Event>) -> Done {
         let secrets: Vec<_> = self.config.secrets().collect();
         let ctx = self.audit();
         let mut log = Vec::new();
@@ -147,11 +164,11 @@ impl Cx {
                 .with_header("access-control-allow-origin", origin.clone())
                 .with_header("vary", "Origin");
         }
-        Step::Done(Done {
+        Done {
             response,
             log,
             notices,
-        })
+        }
     }
 
     pub(crate) fn reject(&self, reject: Reject, event: Option<Event>) -> Step {
@@ -288,7 +305,7 @@ fn dispatch(settings: Settings<'_>, host: Host, request: Request) -> Step {
         return cx.reject(Reject::Forbidden, Some(event));
     }
     match (route, rest) {
-        (Route::Health, _) => health(&cx),
+        (Route::Health, _) => health(&cx, !skips_store(&request.path)),
         (Route::Config, _) => effective_config(&cx),
         (Route::Webhook, Some(rest)) => webhook(cx, &request, rest),
         (Route::Webhook, None) => unreachable!("a webhook starts with the front settings"),
@@ -304,20 +321,47 @@ fn preflight(cx: &Cx, allow: &'static str) -> Step {
     cx.finish(response, Vec::new())
 }
 
-fn health(cx: &Cx) -> Step {
+/// `GET /health?store=skip`: the configuration only, without asking the store (for a
+/// liveness probe: restarting an instance does not bring a shared store back).
+fn skips_store(path_and_query: &str) -> bool {
+    path_and_query
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p == "store=skip"))
+}
+
+fn health(cx: &Cx, ask_store: bool) -> Step {
     let c = &cx.config;
+    // A store that does not answer makes every alert answer 503: a readiness probe takes
+    // such an instance out of rotation.
+    let store = cx
+        .host
+        .store_probe
+        .filter(|_| ask_store)
+        .map(|probe| probe());
+    let status_text = match (&store, c.is_usable()) {
+        (_, false) => "misconfigured",
+        (Some(Err(_)), true) => "store_unavailable",
+        _ => "ok",
+    };
     let mut body = json!({
-        "status": if c.is_usable() { "ok" } else { "misconfigured" },
+        "status": status_text,
         "version": env!("CARGO_PKG_VERSION"),
         "flavour": cx.host.flavour,
         "trading_enabled": c.trading_enabled,
         "dry_run": c.dry_run,
         "state_store": cx.host.state_store,
     });
-    let status = if c.is_usable() {
+    match &store {
+        Some(Ok(reached)) => body["store"] = json!({ "status": "ok", "calls": reached }),
+        Some(Err(why)) => body["store"] = json!({ "status": "unavailable", "reason": why }),
+        None => {}
+    }
+    let status = if status_text == "ok" {
         200
     } else {
-        body["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
+        if !c.is_usable() {
+            body["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
+        }
         503
     };
     cx.finish(

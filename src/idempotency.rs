@@ -18,6 +18,10 @@ pub const MIN_TTL_SECS: u64 = 2 * CLAIM_SLOT_SECS;
 /// place an order: the budget (2.5 s) plus the AddOrder `deadline` (5 s) Kraken enforces.
 pub const IN_FLIGHT_STALE_SECS: u64 = 10;
 
+/// An in-flight record claimed more than this many whole seconds ago belongs to a request
+/// that has ended: the budget is 2.5 s, and whole seconds round down by up to one.
+pub const REQUEST_ENDED_SECS: u64 = 3;
+
 /// A delivery must have written its in-flight record within this many milliseconds of its
 /// arrival to claim the alert; a slower store answers `503` and the resend claims again.
 /// This bounds how far apart two deliveries that both miss each other's record can be, so
@@ -25,7 +29,7 @@ pub const IN_FLIGHT_STALE_SECS: u64 = 10;
 pub const CLAIM_WINDOW_MS: u64 = 1_000;
 
 /// The length of a claim slot, in seconds.
-pub const CLAIM_SLOT_SECS: u64 = 2;
+pub const CLAIM_SLOT_SECS: u64 = 10;
 
 /// The prefix of dedupe records.
 pub const PREFIX: &str = "dd:";
@@ -89,19 +93,30 @@ impl DedupeKey {
         [name(bucket), name(bucket.saturating_sub(1))]
     }
 
-    /// The claim counters of a delivery that arrived at `started_secs`: the counter of its
-    /// claim slot and of the next one. The delivery owns the alert when both return 1.
+    /// The claim counters of a delivery that arrived at `started_ms`: the counter of its
+    /// claim slot, and the neighbouring slot's too when it arrived within a second of the
+    /// slot's edge (one delivery in five). The delivery owns the alert when every one of
+    /// them returns 1.
     ///
     /// Two deliveries that both missed each other's in-flight record arrived less than
-    /// [`CLAIM_WINDOW_MS`] apart, so they always share one of these counters and at most
-    /// one of them owns the alert. Deliveries more than two slots apart share none, so an
-    /// alert seen again after its lifetime (at least two slots) is never blocked by the
-    /// counters of the first one.
-    pub fn claim_keys(&self, started_secs: u64) -> [String; 2] {
-        let slot = started_secs / CLAIM_SLOT_SECS;
+    /// [`CLAIM_WINDOW_MS`] apart: in one slot they share its counter, and across an edge
+    /// both are within a second of it and share both counters. So at most one owns the
+    /// alert. Deliveries a lifetime apart (at least two slots) share none, so an alert seen
+    /// again after its lifetime is never blocked by the counters of the first one.
+    pub fn claim_keys(&self, started_ms: u64) -> Vec<String> {
+        let slot_ms = CLAIM_SLOT_SECS * 1_000;
+        let slot = started_ms / slot_ms;
+        let into = started_ms % slot_ms;
         let key = self.as_store_key();
         let name = |s: u64| format!("{CLAIM_PREFIX}{CLAIM_SLOT_SECS}:{s}:{key}");
-        [name(slot), name(slot + 1)]
+        let mut keys = vec![name(slot)];
+        if into < CLAIM_WINDOW_MS && slot > 0 {
+            keys.push(name(slot - 1));
+        }
+        if into + CLAIM_WINDOW_MS >= slot_ms {
+            keys.push(name(slot + 1));
+        }
+        keys
     }
 
     /// The filters that would name this key had its record been forgotten: the same time
@@ -195,6 +210,22 @@ impl Record {
         let claimed = self.claimed_at.max(self.first_seen);
         self.state == RecordState::InFlight
             && now_secs.saturating_sub(claimed) > IN_FLIGHT_STALE_SECS
+    }
+
+    /// Whether an in-flight record's owner's request has certainly ended (it claimed more
+    /// than the whole budget ago, in whole seconds) without recording an outcome, while the
+    /// record is not stale yet: whether that owner reached Kraken cannot be known yet.
+    pub fn is_unsettled(&self, now_secs: u64) -> bool {
+        let claimed = self.claimed_at.max(self.first_seen);
+        self.state == RecordState::InFlight
+            && now_secs.saturating_sub(claimed) > REQUEST_ENDED_SECS
+            && !self.is_stale(now_secs)
+    }
+
+    /// Seconds until an in-flight record goes stale (0: it is).
+    pub fn stale_in(&self, now_secs: u64) -> u64 {
+        let claimed = self.claimed_at.max(self.first_seen);
+        (claimed + IN_FLIGHT_STALE_SECS + 1).saturating_sub(now_secs)
     }
 
     /// The `200 duplicate` body: the first outcome's fields, its `status` renamed `outcome`.
@@ -296,13 +327,21 @@ pub fn prune(keys: &[String], now_secs: u64, max_keys: Option<usize>) -> Prune {
 }
 
 fn claim_expired(key: &str, now_secs: u64) -> bool {
-    // Slot s's counter is incremented by deliveries that arrived in slots s - 1 and s, and
-    // a claim only counts when its increments end within CLAIM_WINDOW_MS of the arrival:
-    // none after (s + 1) * len + 1 s. Deleted at (s + 2) * len: a second of margin for the
-    // clocks of other instances.
-    bucket_of(key, CLAIM_PREFIX)
-        .is_some_and(|(len, slot)| (slot + 2).saturating_mul(len) <= now_secs)
+    // Slot s's counter is incremented by deliveries that arrived in slots s - 1 to s + 1
+    // within a second of its edges, and a claim only counts when its increments end within
+    // CLAIM_WINDOW_MS of the arrival: none after (s + 1) * len + 2 s. Deleted a second
+    // later (a margin for the clocks of other instances), so that each alert holds its one
+    // or two counters for 3 to 13 s.
+    bucket_of(key, CLAIM_PREFIX).is_some_and(|(len, slot)| {
+        (slot + 1)
+            .saturating_mul(len)
+            .saturating_add(CLAIM_COUNTER_MARGIN_SECS)
+            <= now_secs
+    })
 }
+
+/// How long after its slot ends a claim counter is kept.
+const CLAIM_COUNTER_MARGIN_SECS: u64 = 3;
 
 fn lease_expired(key: &str, now_secs: u64) -> bool {
     key.strip_prefix(PRUNE_LEASE_PREFIX)
@@ -490,8 +529,8 @@ mod tests {
             "rl:166".into(),
             "rl:165".into(),
             "rl:164".into(),         // expired
-            "dc:2:4999:id:x".into(), // slot 4999 (9998 s): still claimed in
-            "dc:2:4997:id:x".into(), // expired: (4997 + 3) * 2 = 10000
+            "dc:2:4999:id:x".into(), // slot 4999 (9998 s): kept until 10003
+            "dc:2:4997:id:x".into(), // expired: (4997 + 1) * 2 + 3 = 9999
             "fg:60:164".into(),      // a filter of an expired bucket
             "fg:60:165".into(),
             "pl:999".into(),
@@ -571,20 +610,34 @@ mod tests {
     #[test]
     fn simultaneous_deliveries_share_a_claim_counter_later_alerts_do_not() {
         let k = DedupeKey::new(Some("a"), b"");
+        // Mid-slot: one counter. Within a second of an edge: that slot's and its neighbour's.
+        assert_eq!(k.claim_keys(1_005_000), ["dc:10:100:id:a".to_string()]);
         assert_eq!(
-            k.claim_keys(1_001),
-            ["dc:2:500:id:a".to_string(), "dc:2:501:id:a".into()]
+            k.claim_keys(1_000_400),
+            ["dc:10:100:id:a".to_string(), "dc:10:99:id:a".into()]
         );
-        for t in 0..50u64 {
-            // Less than the claim window apart (whole seconds: up to 1): a common counter.
-            for d in 0..=1 {
+        assert_eq!(
+            k.claim_keys(1_009_000),
+            ["dc:10:100:id:a".to_string(), "dc:10:101:id:a".into()]
+        );
+        let mut doubles = 0;
+        for t in (0..100_000u64).step_by(37) {
+            doubles += usize::from(k.claim_keys(t).len() == 2);
+            // Less than the claim window apart: a common counter.
+            for d in [0, 1, 250, 999] {
                 let (a, b) = (k.claim_keys(t), k.claim_keys(t + d));
                 assert!(a.iter().any(|x| b.contains(x)), "{t} {d}");
             }
             // A lifetime apart (the shortest is two slots): none.
-            let (a, b) = (k.claim_keys(t), k.claim_keys(t + MIN_TTL_SECS));
+            let (a, b) = (k.claim_keys(t), k.claim_keys(t + MIN_TTL_SECS * 1_000));
             assert!(!a.iter().any(|x| b.contains(x)), "{t}");
         }
+        // About one delivery in five needs a second increment (slot 0 has no previous).
+        let all = (0..100_000u64).step_by(37).count();
+        assert!(
+            (18..=20).contains(&(doubles * 100 / all)),
+            "{doubles} of {all}"
+        );
         let body = DedupeKey::new(None, b"x");
         assert_eq!(body.ttl(1), MIN_TTL_SECS);
     }

@@ -28,9 +28,9 @@
 use crate::alert::{Action, Alert};
 use crate::audit::Event;
 use crate::auth::Credential;
-use crate::bridge::{Cx, Input, Step};
+use crate::bridge::{Cx, Done, Input, Step};
 use crate::config::Level;
-use crate::idempotency::{DedupeKey, Record, RecordState};
+use crate::idempotency::{DedupeKey, Record, RecordState, CLAIM_WINDOW_MS};
 use crate::kraken::pairs::{self, Pair, Pairs, Unresolved};
 use crate::kraken::reply::{self, AddOrder, Lookup, Transport};
 use crate::kraken::request::{private_call, public_call, Credentials};
@@ -38,7 +38,7 @@ use crate::plan::OrderPlan;
 use crate::plan::{self, Limits, Market};
 use crate::reject::Reject;
 use crate::response::Response;
-use crate::store::{StoreOp, StoreReply};
+use crate::store::{StoreLimit, StoreOp, StoreReply};
 use crate::time::Now;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -59,6 +59,10 @@ pub const MAX_NONCE_RETRIES: u8 = 24;
 /// Where a symbol's pair is cached in the state store: one small entry per symbol (its
 /// [`pairs::lookup_name`]), so an alert never reads or parses Kraken's whole list.
 pub const PAIR_KEY_PREFIX: &str = "kraken:pair:";
+/// How long a store read between the claim and the answer may take (the cached pair).
+pub const STORE_READ_MS: u64 = 300;
+/// How long each store write after the answer may take.
+pub const AFTER_ANSWER_STORE_MS: u64 = 1_000;
 /// How long a cached pair is used before it is fetched again.
 pub const PAIRS_TTL_SECS: u64 = 3_600;
 
@@ -109,13 +113,13 @@ enum Stage {
     Cancel,
     PairsRead,
     PairsFetch,
-    PairsWrite,
     Ticker,
     Balance,
     LookupBefore(List),
     Add,
     Wait(Retry),
     LookupAfter(List),
+    Answered,
     Finishing,
     RecordCheck,
     ReleaseRead,
@@ -184,8 +188,8 @@ pub struct Pending {
     pair_queries: Vec<String>,
     /// Which of them is asked now (`pair_queries.len()`: the whole list).
     pair_query: usize,
-    /// A pair fetched from Kraken in this request, waiting to be cached.
-    fetched: Option<Pair>,
+    /// A pair fetched from Kraken in this request, cached once the answer has gone.
+    cache_write: Option<StoreOp>,
     /// Kraken did not know the pair: forget the cached one.
     drop_pairs_cache: bool,
     /// Kraken refused the AddOrder as a duplicate `cl_ord_id`: the order exists.
@@ -216,6 +220,9 @@ pub struct Pending {
     /// The last AddOrder's `deadline`, on the host clock.
     order_deadline: Option<Now>,
     finish: Option<Finish>,
+    /// The answer, once the adapter has sent it ([`Step::Answer`]): the store writes that
+    /// follow it cannot delay or change it.
+    answered: Option<Done>,
 }
 
 impl Pending {
@@ -239,7 +246,7 @@ impl Pending {
             free: None,
             pair_queries: Vec::new(),
             pair_query: 0,
-            fetched: None,
+            cache_write: None,
             drop_pairs_cache: false,
             duplicate_refused: false,
             stage: Stage::DedupeRead(0),
@@ -257,6 +264,7 @@ impl Pending {
             deadline_elapsed: false,
             order_deadline: None,
             finish: None,
+            answered: None,
         };
         if has_store {
             p.dedupe_read(0)
@@ -268,7 +276,15 @@ impl Pending {
     /// Resumes with what the adapter's operation returned; `now` is the clock after it.
     pub fn resume(mut self: Box<Self>, input: Input, now: Now) -> Step {
         self.cx.host.now = now;
+        if let Some(done) = &self.answered {
+            // After the answer, a store that fails gets no more writes: the next alert's
+            // pruning catches up.
+            if matches!(input, Input::Store(StoreReply::Failed(_))) {
+                return Step::Done(done.clone());
+            }
+        }
         match (self.stage, input) {
+            (Stage::Answered, Input::Answered) => self.next_op(),
             (Stage::DedupeRead(i), Input::Store(reply)) => self.on_dedupe_read(i, reply),
             (Stage::ForgottenRead(i), Input::Store(reply)) => self.on_forgotten_read(i, reply),
             (Stage::Takeover, Input::Store(reply)) => self.on_takeover(reply),
@@ -283,10 +299,6 @@ impl Pending {
             (Stage::Cancel, Input::Kraken(t)) => self.on_cancel(&t),
             (Stage::PairsRead, Input::Store(reply)) => self.on_pairs_read(reply),
             (Stage::PairsFetch, Input::Kraken(t)) => self.on_pairs_fetch(&t),
-            (Stage::PairsWrite, Input::Store(_)) => {
-                let pair = self.fetched.take().expect("fetched pair");
-                self.checked_pair(pair)
-            }
             (Stage::Ticker, Input::Kraken(t)) => self.on_ticker(&t),
             (Stage::Balance, Input::Kraken(t)) => self.on_balance(&t),
             (Stage::LookupBefore(list), Input::Kraken(t)) => self.on_lookup_before(list, &t),
@@ -305,6 +317,39 @@ impl Pending {
             (Stage::PruneKeys, Input::Store(reply)) => self.on_prune_keys(reply),
             (Stage::ForgetRead, Input::Store(reply)) => self.on_forget_read(reply),
             (stage, input) => unreachable!("{stage:?} cannot take {input:?}"),
+        }
+    }
+
+    /// How long the store operation this machine waits for may take. Until the alert is
+    /// owned, every operation ends by the claim window, past which the claim would not
+    /// count anyway, and a late write of this delivery's claim is released by the store
+    /// component; after that, a read before the answer waits [`STORE_READ_MS`] (a miss
+    /// costs a Kraken call, nothing more), and a write after it [`AFTER_ANSWER_STORE_MS`].
+    pub fn store_limit(&self) -> StoreLimit {
+        let now = self.cx.host.now.millis();
+        if self.answered.is_some() {
+            return StoreLimit {
+                deadline_ms: now + AFTER_ANSWER_STORE_MS,
+                on_late: None,
+            };
+        }
+        match &self.claim {
+            Claim::Owned => StoreLimit {
+                deadline_ms: now + STORE_READ_MS.min(self.remaining_ms()),
+                on_late: None,
+            },
+            Claim::None => StoreLimit {
+                deadline_ms: self.started.millis() + CLAIM_WINDOW_MS,
+                on_late: None,
+            },
+            Claim::Written(mine) => StoreLimit {
+                deadline_ms: self.started.millis() + CLAIM_WINDOW_MS,
+                on_late: claim::released(mine).map(|new| StoreOp::Swap {
+                    key: self.record_key.clone(),
+                    expected: mine.clone(),
+                    new,
+                }),
+            },
         }
     }
 
@@ -491,9 +536,8 @@ impl Pending {
             pair,
         };
         let bytes = serde_json::to_vec(&cache).expect("a pair serialises");
-        let key = self.pair_key();
-        self.fetched = Some(cache.pair);
-        self.store(Stage::PairsWrite, StoreOp::Set(key, bytes))
+        self.cache_write = Some(StoreOp::Set(self.pair_key(), bytes));
+        self.checked_pair(cache.pair)
     }
 
     /// The symbol's pair is known: the risk rules on it, then the market data.
@@ -932,6 +976,8 @@ impl Pending {
         let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
         if self.drop_pairs_cache {
             ops.push_back(StoreOp::Delete(self.pair_key()));
+        } else if let Some(write) = self.cache_write.take() {
+            ops.push_back(write);
         }
         self.finish = Some(Finish {
             status,

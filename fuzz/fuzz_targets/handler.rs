@@ -269,6 +269,7 @@ impl World {
         for _ in 0..MAX_STEPS {
             step = match step {
                 Step::Done(d) => return Some(d),
+                Step::Answer(_, pending) => pending.resume(Input::Answered, Now(self.clock)),
                 Step::Call(call, pending) => {
                     if die_at_call {
                         return None;
@@ -641,6 +642,7 @@ fuzz_target!(|data: &[u8]| {
         client_addr: (!bit(scenario, 4)).then(|| "203.0.113.9".to_string()),
         flavour: if no_store { "wasi" } else { "spin" },
         state_store: (!no_store).then_some("default"),
+        store_probe: None,
     };
     let request = request(route, headers_byte, flags, body);
     let cfg = config(flags, scenario);

@@ -36,6 +36,7 @@ fn host() -> Host {
         client_addr: Some("203.0.113.9".into()),
         flavour: "spin",
         state_store: Some("default"),
+        store_probe: None,
     }
 }
 
@@ -113,6 +114,7 @@ impl World {
         loop {
             step = match step {
                 Step::Done(d) => return documented(d),
+                Step::Answer(_, p) => p.resume(Input::Answered, NOW),
                 Step::Call(call, p) => {
                     let reply = match self.market_data(&call) {
                         Some(r) => r,
@@ -148,6 +150,7 @@ impl World {
         loop {
             step = match step {
                 Step::Done(d) => return Err(d),
+                Step::Answer(_, p) => p.resume(Input::Answered, NOW),
                 Step::Call(call, p) => match self.market_data(&call) {
                     Some(r) => {
                         let now = self.now();
@@ -191,6 +194,7 @@ impl World {
         loop {
             step = match step {
                 Step::Done(d) => return documented(d),
+                Step::Answer(_, p) => p.resume(Input::Answered, NOW),
                 Step::Store(op, p) => {
                     let r = store(self, op);
                     p.resume(Input::Store(r), NOW)
@@ -1040,6 +1044,7 @@ fn a_clean_nonce_refusal_is_retried_with_jitter_and_a_fresh_nonce() {
 fn without_a_store_kraken_is_asked_first() {
     let portable = || Host {
         state_store: None,
+        store_probe: None,
         flavour: "wasi",
         ..host()
     };
@@ -1071,12 +1076,13 @@ fn without_a_store_kraken_is_asked_first() {
     let d = w.run(handle(config(&[]), portable(), post(LIMIT, &[])));
     assert_eq!(d.response.status, 503);
 
-    // A store that fails is treated like no store.
-    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
+    // A store that fails is not taken for no store: the alert cannot be claimed, nothing
+    // is sent, 503 (TradingView resends).
+    let mut w = World::with_replies([]);
     w.store_fails = true;
     let d = w.run(handle(config(&[]), host(), post(LIMIT, &[])));
-    assert_eq!(body(&d)["status"], "placed");
-    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
+    assert_eq!(d.response.status, 503);
+    assert!(methods(&w).is_empty());
 }
 
 #[test]
@@ -1263,10 +1269,10 @@ fn cors_only_for_listed_origins() {
 }
 
 #[test]
-fn a_failed_claim_falls_back_to_asking_kraken() {
-    // The store reads work but the claim write fails: a resend could not be recognised, so
-    // Kraken is asked before sending.
-    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
+fn a_failed_claim_places_nothing_and_the_resend_trades() {
+    // The store reads work but the claim write fails: the alert cannot be claimed, so
+    // nothing is placed and TradingView resends on the 503.
+    let mut w = World::with_replies([reply(PLACED)]);
     // Fail only the claim (the first Set of a `dd:` key).
     let mut claim_failed = false;
     let d = w.drive_limit(|w, op| match op {
@@ -1277,8 +1283,13 @@ fn a_failed_claim_falls_back_to_asking_kraken() {
         op => w.store_op(op),
     });
     assert!(claim_failed);
+    assert_eq!(d.response.status, 503);
+    assert!(d.response.header("retry-after").is_some());
+    assert!(methods(&w).is_empty(), "nothing reaches Kraken");
+    // The resend, on a store that works again, trades once.
+    let d = w.drive_limit(|w, op| w.store_op(op));
     assert_eq!(body(&d)["status"], "placed");
-    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
+    assert_eq!(methods(&w), ["AddOrder"]);
 }
 
 #[test]
@@ -1313,6 +1324,7 @@ fn the_first_recorded_outcome_is_never_overwritten() {
     let d = loop {
         step = match step {
             Step::Done(d) => break d,
+            Step::Answer(_, p) => p.resume(Input::Answered, NOW),
             Step::Call(call, p) => {
                 let r = market_data(&call).unwrap_or_else(|| {
                     // The winner records its outcome while our AddOrder is in flight.
@@ -1378,6 +1390,7 @@ fn a_symbol_is_asked_of_kraken_by_name_then_cached_alone() {
 fn trader_spellings_are_asked_with_krakens_names_then_the_whole_list() {
     let portable = || Host {
         state_store: None,
+        store_probe: None,
         flavour: "wasi",
         ..host()
     };
@@ -1437,7 +1450,7 @@ fn a_claim_counted_first_by_another_delivery_backs_off() {
     // Another delivery of the same alert increments the claim counter first.
     let mut w = World::with_replies([]);
     let d = race(&mut w, |w, _| {
-        let counter = DedupeKey::new(None, LIMIT.as_bytes()).claim_keys(NOW.secs())[1].clone();
+        let counter = DedupeKey::new(None, LIMIT.as_bytes()).claim_keys(NOW.millis())[0].clone();
         assert_eq!(
             w.store_op(StoreOp::Increment(counter, 1)),
             StoreReply::Count(1)
@@ -1491,6 +1504,7 @@ fn a_slow_store_claims_nothing_and_releases_its_record() {
     let d = loop {
         step = match step {
             Step::Done(d) => break d,
+            Step::Answer(_, p) => p.resume(Input::Answered, NOW),
             Step::Store(op, p) => {
                 let slow = matches!(&op, StoreOp::Set(k, _) if k.starts_with("dd:"));
                 let r = w.store_op(op);
@@ -1805,4 +1819,272 @@ fn notify_settings_are_checked_and_the_url_is_a_secret() {
     );
     assert!(!all.contains("notify-token-xyz"), "{all}");
     assert_eq!(d.notices.len(), 1);
+}
+
+// ---- the store as the host runs it: answer first, bounded calls, unsettled claims --------
+
+/// What a driver saw, in order: each store operation, `answer` when the response was
+/// released to the client, and each Kraken method.
+fn trace(mut step: Step, w: &mut World, at: Now) -> (Done, Vec<String>, Vec<StoreLimit>) {
+    let mut seen = Vec::new();
+    let mut limits = Vec::new();
+    let mut answered: Option<Done> = None;
+    loop {
+        step = match step {
+            Step::Done(d) => {
+                if let Some(a) = &answered {
+                    assert_eq!(*a, d, "the final Done repeats the answer");
+                }
+                return (documented(d), seen, limits);
+            }
+            Step::Answer(d, p) => {
+                seen.push("answer".into());
+                answered = Some(d);
+                p.resume(Input::Answered, at)
+            }
+            Step::Store(op, p) => {
+                limits.push(p.store_limit());
+                seen.push(match &op {
+                    StoreOp::Get(k) => format!("get {k}"),
+                    StoreOp::Set(k, _) => format!("set {k}"),
+                    StoreOp::Delete(k) => format!("delete {k}"),
+                    StoreOp::Keys => "keys".into(),
+                    StoreOp::Increment(k, _) => format!("increment {k}"),
+                    StoreOp::Swap { key, .. } => format!("swap {key}"),
+                });
+                let r = w.store_op(op);
+                p.resume(Input::Store(r), at)
+            }
+            Step::Call(call, p) => {
+                let r = match w.market_data(&call) {
+                    Some(r) => r,
+                    None => {
+                        seen.push(call.kraken_method.to_string());
+                        let r = w.replies.pop_front().expect("a Kraken answer");
+                        w.calls.push(call);
+                        r
+                    }
+                };
+                p.resume(Input::Kraken(r), at)
+            }
+            Step::Wait(_, p) => p.resume(Input::Waited, at),
+        };
+    }
+}
+
+use crate::store::StoreLimit;
+
+/// Mid-slot: one claim counter (the NOW of these tests is on a slot's edge).
+const MID_SLOT: Now = Now(NOW.0 + 5_000_000);
+
+#[test]
+fn an_accepted_alert_answers_after_six_store_calls_and_writes_its_record_after() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    let first = Host {
+        now: MID_SLOT,
+        ..host()
+    };
+    let (d, seen, _) = trace(
+        handle(config(&[]), first, post(LIMIT, &[])),
+        &mut w,
+        MID_SLOT,
+    );
+    assert_eq!(body(&d)["status"], "placed");
+    let answer = seen.iter().position(|s| s == "answer").expect("answered");
+    let before: Vec<&String> = seen[..answer].iter().filter(|s| *s != "AddOrder").collect();
+    // Two record buckets, the minute's count, the claim, its counter, the cached pair
+    // (a miss: fetched from Kraken, then cached after the answer).
+    assert_eq!(before.len(), 6, "{seen:#?}");
+    assert!(before[0].starts_with("get dd:") && before[1].starts_with("get dd:"));
+    assert!(before[2].starts_with("increment rl:"), "{seen:#?}");
+    assert!(before[3].starts_with("set dd:"));
+    assert!(before[4].starts_with("increment dc:"));
+    assert!(before[5].starts_with("get kraken:pair:"));
+    // After the answer: the record (read, written) and the pair cache.
+    let after = &seen[answer + 1..];
+    assert!(after.iter().any(|s| s.starts_with("set dd:")), "{seen:#?}");
+    assert!(
+        after.iter().any(|s| s.starts_with("set kraken:pair:")),
+        "{seen:#?}"
+    );
+    // A resend finds the record.
+    let resend = Host {
+        now: MID_SLOT,
+        request_id: "req-2".into(),
+        ..host()
+    };
+    let (d, seen, _) = trace(
+        handle(config(&[]), resend, post(LIMIT, &[])),
+        &mut w,
+        MID_SLOT,
+    );
+    assert_eq!(body(&d)["status"], "duplicate");
+    assert_eq!(body(&d)["outcome"], "placed");
+    assert_eq!(seen.len(), 1, "a duplicate reads one key: {seen:#?}");
+}
+
+#[test]
+fn store_calls_are_bounded_by_the_claim_window_until_owned() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    let (_, seen, limits) = trace(handle(config(&[]), host(), post(LIMIT, &[])), &mut w, NOW);
+    let claim_window_end = NOW.millis() + crate::idempotency::CLAIM_WINDOW_MS;
+    let set = seen.iter().position(|s| s.starts_with("set dd:")).unwrap();
+    for (i, limit) in limits.iter().enumerate().take(set + 1) {
+        assert_eq!(limit.deadline_ms, claim_window_end, "{}", seen[i]);
+    }
+    // From the claim's own write on, a late write is released by the store component.
+    let counted = seen
+        .iter()
+        .position(|s| s.starts_with("increment dc:"))
+        .unwrap();
+    for i in [set, counted] {
+        let Some(StoreOp::Swap { key, expected, new }) = &limits[i].on_late else {
+            panic!("{}: no release when late", seen[i]);
+        };
+        assert!(seen[set].ends_with(key.as_str()));
+        let mine = crate::idempotency::Record::decode(expected).unwrap();
+        let released = crate::idempotency::Record::decode(new).unwrap();
+        assert_eq!(mine.state, crate::idempotency::RecordState::InFlight);
+        assert_eq!(released.state, crate::idempotency::RecordState::Released);
+        assert_eq!(mine.owner, "req-1");
+    }
+    assert!(limits[..set].iter().all(|l| l.on_late.is_none()));
+    // Owned: the cached pair is read within a short bound, not the claim window.
+    let pair = seen
+        .iter()
+        .position(|s| s.starts_with("get kraken:pair:"))
+        .unwrap();
+    assert_eq!(
+        limits[pair].deadline_ms,
+        NOW.millis() + crate::outcome::STORE_READ_MS
+    );
+    assert!(limits[pair].on_late.is_none());
+    // After the answer, each write is bounded on its own.
+    let answer = seen.iter().position(|s| s == "answer").unwrap();
+    assert!(limits[answer..].iter().all(|l| l.deadline_ms
+        == NOW.millis() + crate::outcome::AFTER_ANSWER_STORE_MS
+        && l.on_late.is_none()));
+}
+
+#[test]
+fn a_store_that_fails_after_the_answer_gets_no_more_writes() {
+    let mut w = World::with_replies([reply(PLACED)]);
+    let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
+    let mut after = 0;
+    let mut answered = false;
+    let d = loop {
+        step = match step {
+            Step::Done(d) => break d,
+            Step::Answer(_, p) => {
+                answered = true;
+                p.resume(Input::Answered, NOW)
+            }
+            Step::Store(op, p) if answered => {
+                after += 1;
+                drop(op);
+                p.resume(Input::Store(StoreReply::Failed("down".into())), NOW)
+            }
+            Step::Store(op, p) => {
+                let r = w.store_op(op);
+                p.resume(Input::Store(r), NOW)
+            }
+            Step::Call(call, p) => {
+                let r = w.market_data(&call).unwrap_or_else(|| reply(PLACED));
+                p.resume(Input::Kraken(r), NOW)
+            }
+            Step::Wait(_, p) => p.resume(Input::Waited, NOW),
+        };
+    };
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(
+        after, 1,
+        "one failed write ends the writes after the answer"
+    );
+}
+
+#[test]
+fn an_in_flight_record_whose_owner_has_ended_answers_503_until_stale() {
+    use crate::idempotency::{Record, IN_FLIGHT_STALE_SECS, REQUEST_ENDED_SECS};
+    let key = DedupeKey::new(None, LIMIT.as_bytes());
+    let record_key = key.store_keys(NOW.secs(), 60)[0].clone();
+    // A claim that landed after its owner gave up (or whose owner died): in flight, from
+    // NOW, never settled.
+    let orphan = Record::in_flight(NOW.secs(), &key.cl_ord_id(), "gone", NOW.secs());
+    let at = |secs: u64| Host {
+        now: Now(NOW.0 + secs * 1_000_000),
+        request_id: format!("resend-{secs}"),
+        ..host()
+    };
+    // While its owner's request may still run: a simultaneous delivery, a duplicate.
+    let mut w = World::with_replies([]);
+    w.store.insert(record_key.clone(), orphan.encode());
+    let run = |w: &mut World, secs: u64| {
+        let host = at(secs);
+        let now = host.now;
+        trace(handle(config(&[]), host, post(LIMIT, &[])), w, now).0
+    };
+    let d = run(&mut w, REQUEST_ENDED_SECS);
+    assert_eq!(body(&d)["status"], "duplicate");
+    // Once that request has certainly ended: 503 with retry-after, nothing sent, the
+    // record untouched.
+    for secs in REQUEST_ENDED_SECS + 1..=IN_FLIGHT_STALE_SECS {
+        let d = run(&mut w, secs);
+        assert_eq!(d.response.status, 503, "{secs} s");
+        let retry: u64 = d.response.header("retry-after").unwrap().parse().unwrap();
+        assert_eq!(retry, IN_FLIGHT_STALE_SECS + 1 - secs, "{secs} s");
+        assert_eq!(w.store[&record_key], orphan.encode());
+    }
+    assert!(w.calls.is_empty());
+    // Stale: taken over, looked up first, and traded once.
+    let mut w = World::with_replies([reply(NONE_CLOSED), reply(PLACED)]);
+    w.store.insert(record_key.clone(), orphan.encode());
+    let d = run(&mut w, IN_FLIGHT_STALE_SECS + 1);
+    assert_eq!(body(&d)["status"], "placed");
+    assert_eq!(methods(&w), ["ClosedOrders", "AddOrder"]);
+}
+
+#[test]
+fn health_reports_a_store_that_does_not_answer() {
+    fn down() -> Result<&'static str, String> {
+        Err("no answer within 1000 ms".into())
+    }
+    fn up() -> Result<&'static str, String> {
+        Ok("bounded")
+    }
+    let with = |probe: fn() -> Result<&'static str, String>| Host {
+        store_probe: Some(probe),
+        ..host()
+    };
+    let d = documented(match handle(config(&[]), with(down), get("/health")) {
+        Step::Done(d) => d,
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(d.response.status, 503);
+    assert_eq!(body(&d)["status"], "store_unavailable");
+    assert_eq!(body(&d)["store"]["status"], "unavailable");
+    assert_eq!(body(&d)["store"]["reason"], "no answer within 1000 ms");
+    let d = documented(match handle(config(&[]), with(up), get("/health")) {
+        Step::Done(d) => d,
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(d.response.status, 200);
+    assert_eq!(body(&d)["status"], "ok");
+    assert_eq!(body(&d)["store"]["calls"], "bounded");
+    // A liveness probe may leave the store out.
+    let d = documented(
+        match handle(config(&[]), with(down), get("/health?store=skip")) {
+            Step::Done(d) => d,
+            other => panic!("{other:?}"),
+        },
+    );
+    assert_eq!(d.response.status, 200);
+    assert!(body(&d).get("store").is_none());
+    // A configuration problem is still named first.
+    let broken = config(&[("rate_limit_per_minute", "lots")]);
+    let d = documented(match handle(broken, with(down), get("/health")) {
+        Step::Done(d) => d,
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(d.response.status, 503);
+    assert_eq!(body(&d)["status"], "misconfigured");
 }

@@ -21,6 +21,7 @@ use wasi as flavour;
 
 use crate::alert::MAX_BODY_BYTES;
 use crate::bridge::{self, Host, Input, Step};
+use crate::store::STORE_PATH;
 use crate::time::Now;
 use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
@@ -39,30 +40,48 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             )
         })
         .collect();
+    let path = request.path_with_query().unwrap_or_else(|| "/".into());
+    if path == STORE_PATH && flavour::store_component(&headers) {
+        let body = read_capped(request, MAX_STORE_REQUEST_BYTES).await;
+        let reply = flavour::serve_store(&body);
+        let response = OutgoingResponse::new(Fields::new());
+        let _ = response.set_status_code(200);
+        let _ = out.set_with_body(response, reply.encode()).await;
+        return;
+    }
     let host = Host {
         now: now(),
         request_id: request_id(),
         client_addr: flavour::client_addr(&headers),
         flavour: flavour::NAME,
         state_store: flavour::STATE_STORE,
+        store_probe: flavour::STORE_PROBE,
     };
     let request = bridge::Request {
         method: method_name(&request.method()),
-        path: request.path_with_query().unwrap_or_else(|| "/".into()),
+        path,
         headers,
         body: read_capped(request, MAX_BODY_BYTES + 1).await,
     };
 
+    let mut out = Some(out);
     let mut step = bridge::handle_with(&flavour::setting, host, request);
     let done = loop {
         step = match step {
             Step::Done(done) => break done,
+            Step::Answer(done, pending) => {
+                if let Some(out) = out.take() {
+                    answer(out, &done).await;
+                }
+                pending.resume(Input::Answered, now())
+            }
             Step::Call(call, pending) => {
                 let transport = outbound::send(&call);
                 pending.resume(Input::Kraken(transport), now())
             }
             Step::Store(op, pending) => {
-                let reply = flavour::store(op);
+                let limit = pending.store_limit();
+                let reply = flavour::store(op, &limit);
                 pending.resume(Input::Store(reply), now())
             }
             Step::Wait(ms, pending) => {
@@ -71,7 +90,27 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             }
         };
     };
+    if let Some(out) = out.take() {
+        answer(out, &done).await;
+    }
 
+    // The answer has gone: notifications cannot delay or change it. Each is bounded by
+    // `notify::NOTIFY_TIMEOUT_MS`; a failure is an audit line, nothing more.
+    for notice in &done.notices {
+        let transport = outbound::send(&notice.call);
+        match crate::notify::delivery_line(notice, &transport, now()) {
+            Some(line) if line.stderr => eprintln!("{}", line.text),
+            Some(line) => println!("{}", line.text),
+            None => {}
+        }
+    }
+}
+
+/// The largest store request the store component reads (a record is a few hundred bytes).
+const MAX_STORE_REQUEST_BYTES: usize = 256 * 1024;
+
+/// Writes the audit lines and sends the response.
+async fn answer(out: ResponseOutparam, done: &bridge::Done) {
     for line in &done.log {
         if line.stderr {
             eprintln!("{}", line.text);
@@ -92,22 +131,11 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let response = OutgoingResponse::new(fields);
     let _ = response.set_status_code(done.response.status);
     if out
-        .set_with_body(response, done.response.body)
+        .set_with_body(response, done.response.body.clone())
         .await
         .is_err()
     {
         eprintln!("{{\"event\":\"internal\",\"reason\":\"could not write the response body\"}}");
-    }
-
-    // The answer has gone: notifications cannot delay or change it. Each is bounded by
-    // `notify::NOTIFY_TIMEOUT_MS`; a failure is an audit line, nothing more.
-    for notice in &done.notices {
-        let transport = outbound::send(&notice.call);
-        match crate::notify::delivery_line(notice, &transport, now()) {
-            Some(line) if line.stderr => eprintln!("{}", line.text),
-            Some(line) => println!("{}", line.text),
-            None => {}
-        }
     }
 }
 

@@ -20,9 +20,125 @@ pub const STATE_STORE: Option<&str> = Some("default");
 use crate::store::{StoreOp, StoreReply};
 
 #[cfg(not(feature = "host-spin-noatomics"))]
-pub use atomic::store;
+pub use chained::{serve_store, store, store_component, STORE_PROBE};
 #[cfg(feature = "host-spin-noatomics")]
-pub use plain::store;
+pub use plain::{serve_store, store, store_component, STORE_PROBE};
+
+/// The store operations of the default build, each performed by the app's store
+/// component (Spin's service chaining) and waited for until its deadline only: a store
+/// call that hangs (a Redis down or stopped, an SQLite file locked by another process)
+/// holds that component's instance, never the alert's answer. An app without the store
+/// component (its `allowed_outbound_hosts` does not list it) gets the direct calls, which
+/// no one can bound.
+#[cfg(not(feature = "host-spin-noatomics"))]
+mod chained {
+    use super::atomic;
+    use crate::host::outbound;
+    use crate::kraken::reply::Transport;
+    use crate::kraken::request::Call;
+    use crate::store::{
+        StoreLimit, StoreOp, StoreReply, StoreRequest, ANSWER_GRACE_MS, ROLE_VARIABLE, STORE_URL,
+    };
+    use std::cell::Cell;
+
+    /// How long `/health` waits for the store.
+    const PROBE_MS: u64 = 1_000;
+    /// The key `/health` reads.
+    const PROBE_KEY: &str = "health:probe";
+
+    /// `/health` asks the store for one key, bounded.
+    pub const STORE_PROBE: Option<fn() -> Result<&'static str, String>> = Some(probe);
+
+    thread_local! {
+        /// The app has no store component (the request was refused as not allowed).
+        static DIRECT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn wall_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Performs one operation within its limit.
+    pub fn store(op: StoreOp, limit: &StoreLimit) -> StoreReply {
+        match chained(&op, limit) {
+            Some(reply) => reply,
+            None => atomic::store(op),
+        }
+    }
+
+    /// `None`: the app has no store component.
+    fn chained(op: &StoreOp, limit: &StoreLimit) -> Option<StoreReply> {
+        if DIRECT.get() {
+            return None;
+        }
+        let now = wall_ms();
+        if now >= limit.deadline_ms {
+            return Some(StoreReply::Failed(format!(
+                "no time left for the state store ({} ms past the deadline)",
+                now - limit.deadline_ms
+            )));
+        }
+        let wait = limit.deadline_ms - now + ANSWER_GRACE_MS;
+        let request = StoreRequest {
+            op: op.clone(),
+            limit: limit.clone(),
+        };
+        let call = Call {
+            method: "POST",
+            url: STORE_URL.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: request.encode(),
+            kraken_method: "store",
+            timeout_ms: wait,
+        };
+        Some(match outbound::send(&call) {
+            Transport::Reply { status: 200, body } => {
+                StoreReply::decode(&body).unwrap_or_else(|| {
+                    StoreReply::Failed("unreadable answer from the store component".into())
+                })
+            }
+            Transport::Reply { status, .. } => {
+                StoreReply::Failed(format!("the store component answered HTTP {status}"))
+            }
+            Transport::NotSent(e) if e.contains("HttpRequestDenied") => {
+                DIRECT.set(true);
+                return None;
+            }
+            Transport::NotSent(e) | Transport::Lost(e) => {
+                StoreReply::Failed(format!("the state store: {e}"))
+            }
+        })
+    }
+
+    fn probe() -> Result<&'static str, String> {
+        let limit = StoreLimit {
+            deadline_ms: wall_ms() + PROBE_MS,
+            on_late: None,
+        };
+        match chained(&StoreOp::Get(PROBE_KEY.into()), &limit) {
+            // Not bounded, so not asked: `/health` must answer whatever the store does.
+            None => Ok("direct"),
+            Some(StoreReply::Value(_)) => Ok("bounded"),
+            Some(StoreReply::Failed(e)) => Err(e),
+            Some(other) => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// Whether this instance is the store component: its `bridge_role` variable says so
+    /// (the public component has no such variable), and Spin routes only chained requests
+    /// to it (a private route).
+    pub fn store_component(_headers: &[(String, String)]) -> bool {
+        spin_sdk::variables::get(ROLE_VARIABLE).is_ok_and(|v| v == "store")
+    }
+
+    /// The store component's side: performs the request's operation on the store.
+    pub fn serve_store(request: &[u8]) -> StoreReply {
+        crate::store::serve(request, atomic::store, wall_ms)
+    }
+}
 
 #[cfg(not(feature = "host-spin-noatomics"))]
 mod atomic {
@@ -102,8 +218,22 @@ mod plain {
     use super::{StoreOp, StoreReply};
     use spin_sdk::key_value::Store;
 
-    /// Performs one operation on the `default` store through `fermyon:spin/key-value`.
-    pub fn store(op: StoreOp) -> StoreReply {
+    /// No bounded way to ask the store: `/health` does not.
+    pub const STORE_PROBE: Option<fn() -> Result<&'static str, String>> = None;
+
+    /// This build has no store component.
+    pub fn store_component(_headers: &[(String, String)]) -> bool {
+        false
+    }
+
+    /// Never called: see [`store_component`].
+    pub fn serve_store(_request: &[u8]) -> StoreReply {
+        StoreReply::Failed("no store component in this build".into())
+    }
+
+    /// Performs one operation on the `default` store through `fermyon:spin/key-value`
+    /// (not bounded: this build has no store component).
+    pub fn store(op: StoreOp, _limit: &crate::store::StoreLimit) -> StoreReply {
         let store = match Store::open_default() {
             Ok(s) => s,
             Err(e) => return StoreReply::Failed(format!("{e:?}")),

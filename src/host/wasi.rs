@@ -8,10 +8,13 @@ pub const NAME: &str = "wasi";
 /// No state store in this flavour.
 pub const STATE_STORE: Option<&str> = None;
 
-use crate::store::{StoreOp, StoreReply};
+use crate::store::{StoreLimit, StoreOp, StoreReply};
+
+/// No store to ask for `/health`.
+pub const STORE_PROBE: Option<fn() -> Result<&'static str, String>> = None;
 
 /// There is no store: the core never asks for one when `STATE_STORE` is `None`.
-pub fn store(_op: StoreOp) -> StoreReply {
+pub fn store(_op: StoreOp, _limit: &StoreLimit) -> StoreReply {
     StoreReply::Failed("no state store in the portable flavour".into())
 }
 
@@ -23,4 +26,14 @@ pub fn setting(name: &str) -> Option<String> {
 /// Never trusted in this flavour.
 pub fn client_addr(_headers: &[(String, String)]) -> Option<String> {
     None
+}
+
+/// This flavour has no store component.
+pub fn store_component(_headers: &[(String, String)]) -> bool {
+    false
+}
+
+/// Never called: see [`store_component`].
+pub fn serve_store(_request: &[u8]) -> StoreReply {
+    StoreReply::Failed("no state store in the portable flavour".into())
 }

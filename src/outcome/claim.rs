@@ -9,8 +9,10 @@
 //!   └ none ─▶ [forgotten-keys filters: may name it ─▶ look up first]
 //!        ─▶ count the minute (increment) ─ over the limit ─────────────▶ 429
 //!        ─▶ write an in-flight record ─ slower than CLAIM_WINDOW_MS ──▶ 503, released
-//!        ─▶ increment both claim counters ─ both 1 ─▶ trade
+//!        ─▶ increment the claim counters (1, or 2 near a slot's edge) ─ all 1 ─▶ trade
 //!                                            └ more ─▶ read the record ─▶ 200 duplicate
+//! any store failure or time-out on the way ──────────────────────▶ 503, released
+//! an in-flight record whose owner's request has ended, not yet stale ─▶ 503
 //! ```
 //!
 //! `increment` and a swap from an existing value are atomic on every store Spin ships
@@ -45,6 +47,11 @@ impl Pending {
             StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
                 Some(r) if r.is_live(now, ttl) => match r.state {
                     RecordState::Done => self.duplicate(&r, false),
+                    // Its owner's request has ended without recording an outcome: it died,
+                    // its store failed, or its claim landed too late to count. Whether it
+                    // reached Kraken is known once the record is stale: until then, nothing
+                    // is placed and the resend comes back.
+                    RecordState::InFlight if r.is_unsettled(now) => self.unsettled(&r),
                     RecordState::InFlight if !r.is_stale(now) => self.duplicate(&r, false),
                     // The owner died (stale), or answered 503 (released): take it over.
                     RecordState::InFlight | RecordState::Released => {
@@ -58,7 +65,7 @@ impl Pending {
                 _ => self.next_dedupe_read(i),
             },
             StoreReply::Value(None) => self.next_dedupe_read(i),
-            _ => self.store_failed(),
+            other => self.store_failed(other),
         }
     }
 
@@ -70,11 +77,35 @@ impl Pending {
         }
     }
 
-    /// Without a working store, Kraken's own records are the dedupe.
-    fn store_failed(mut self) -> Step {
-        self.store_ok = false;
-        self.lookup_first = true;
-        self.prepare()
+    /// A store that fails or does not answer in time before the alert is owned: nothing is
+    /// placed, `503` (TradingView resends), and this delivery's claim, if it wrote one, is
+    /// released after the answer (or by the store component, should the write land late).
+    fn store_failed(self, reply: StoreReply) -> Step {
+        let why = match reply {
+            StoreReply::Failed(e) => e,
+            other => format!("unexpected answer {other:?}"),
+        };
+        self.unavailable(format!("the state store failed before the claim: {why}"))
+    }
+
+    /// An in-flight record whose owner's request has ended: `503` until it goes stale, when
+    /// the resend takes it over and asks Kraken first.
+    fn unsettled(self, record: &Record) -> Step {
+        let now = self.cx.host.now.secs();
+        let retry_after = u32::try_from(record.stale_in(now).max(1)).unwrap_or(u32::MAX);
+        let event = self
+            .event(Level::Warn, "order_rejected")
+            .with("kraken_error", "an earlier delivery's claim is unresolved")
+            .with("retryable", true);
+        self.cx.reject(
+            Reject::Unavailable {
+                retry_after,
+                reason: "an earlier delivery of this alert ended without an outcome; \
+                         resend after retry-after seconds"
+                    .into(),
+            },
+            Some(event),
+        )
     }
 
     // ---- records forgotten under a key budget ------------------------------------------
@@ -162,11 +193,14 @@ impl Pending {
                 let k = self.record_key.clone();
                 self.store(Stage::Tentative, StoreOp::Set(k, mine))
             }
-            _ => self.store_failed(),
+            other => {
+                self.claim = Claim::Written(mine);
+                self.store_failed(other)
+            }
         }
     }
 
-    pub(super) fn on_takeover_verify(mut self, reply: StoreReply) -> Step {
+    pub(super) fn on_takeover_verify(self, reply: StoreReply) -> Step {
         let ours = match (&self.claim, &reply) {
             (Claim::Written(mine), StoreReply::Value(Some(now))) => mine == now,
             _ => false,
@@ -174,10 +208,7 @@ impl Pending {
         match reply {
             _ if ours => self.own_and_trade(),
             StoreReply::Value(_) => self.on_lost_read(reply),
-            _ => {
-                self.claim = Claim::None;
-                self.store_failed()
-            }
+            other => self.store_failed(other),
         }
     }
 
@@ -203,8 +234,7 @@ impl Pending {
                 let k = rate_limit::key(self.cx.host.now.secs());
                 self.store(Stage::RateRead, StoreOp::Get(k))
             }
-            // The count cannot be kept: the limit is not enforced for this alert.
-            _ => self.write_claim(),
+            other => self.store_failed(other),
         }
     }
 
@@ -212,7 +242,7 @@ impl Pending {
     /// may both count as one).
     pub(super) fn on_rate_read(mut self, reply: StoreReply) -> Step {
         let StoreReply::Value(value) = reply else {
-            return self.write_claim();
+            return self.store_failed(reply);
         };
         let count = rate_limit::count(value.as_deref());
         if count >= self.cx.config.rate_limit_per_minute {
@@ -259,10 +289,10 @@ impl Pending {
         self.store(Stage::Tentative, StoreOp::Set(k, mine))
     }
 
-    pub(super) fn on_tentative(mut self, reply: StoreReply) -> Step {
+    pub(super) fn on_tentative(self, reply: StoreReply) -> Step {
         if reply != StoreReply::Done {
-            self.claim = Claim::None;
-            return self.store_failed();
+            // The write may still land: the release after the answer covers it.
+            return self.store_failed(reply);
         }
         if !self.atomics {
             // Read the claim back: a delivery that wrote in the same instant leaves its own
@@ -292,13 +322,14 @@ impl Pending {
     }
 
     fn claim_count(self, i: usize) -> Step {
-        let k = self.key.claim_keys(self.started.secs())[i].clone();
+        let k = self.key.claim_keys(self.started.millis())[i].clone();
         self.store(Stage::ClaimCount(i), StoreOp::Increment(k, 1))
     }
 
     pub(super) fn on_claim_count(mut self, i: usize, reply: StoreReply) -> Step {
+        let counters = self.key.claim_keys(self.started.millis()).len();
         match reply {
-            StoreReply::Count(1) if i == 0 => self.claim_count(1),
+            StoreReply::Count(1) if i + 1 < counters => self.claim_count(i + 1),
             StoreReply::Count(1) => match self.too_slow_to_claim() {
                 // Both counters are ours, but a late answer proves nothing (see above).
                 Some(spent) => self.claim_too_slow(spent),
@@ -316,10 +347,7 @@ impl Pending {
                 let k = self.record_key.clone();
                 self.store(Stage::ClaimVerify, StoreOp::Get(k))
             }
-            _ => {
-                self.claim = Claim::None;
-                self.store_failed()
-            }
+            other => self.store_failed(other),
         }
     }
 
@@ -347,10 +375,7 @@ impl Pending {
                 }
                 _ => self.own_and_trade(),
             },
-            _ => {
-                self.claim = Claim::None;
-                self.store_failed()
-            }
+            other => self.store_failed(other),
         }
     }
 
@@ -420,8 +445,26 @@ impl Pending {
         self.finish.as_mut().expect("finishing")
     }
 
-    /// Runs the remaining store writes, then the pruning pass, then answers.
+    /// Answers, then runs the remaining store writes and the pruning pass.
     pub(super) fn next_op(mut self) -> Step {
+        if self.answered.is_none() {
+            let f = self.finishing();
+            debug_assert_eq!(f.status, f.response.status);
+            let after = f.record.is_some()
+                || !f.ops.is_empty()
+                || !f.forget.is_empty()
+                || f.prune
+                || self.release_in_flight;
+            let f = self.finishing();
+            let (response, events) = (f.response.clone(), std::mem::take(&mut f.events));
+            let done = self.cx.done(response, events);
+            if !after {
+                return Step::Done(done);
+            }
+            self.answered = Some(done.clone());
+            self.stage = Stage::Answered;
+            return Step::Answer(done, Box::new(self));
+        }
         let f = self.finishing();
         if f.record.is_some() {
             let key = self.record_key.clone();
@@ -443,9 +486,7 @@ impl Pending {
             f.prune = false;
             return self.store(Stage::PruneKeys, StoreOp::Keys);
         }
-        let f = self.finish.take().expect("finishing");
-        debug_assert_eq!(f.status, f.response.status);
-        self.cx.finish(f.response, f.events)
+        Step::Done(self.answered.take().expect("answered"))
     }
 
     // ---- pruning -----------------------------------------------------------------------
@@ -506,7 +547,7 @@ impl Pending {
 use crate::bridge::Step;
 
 /// The `released` form of an in-flight record; `None` for anything else.
-fn released(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn released(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut record = Record::decode(bytes)?;
     (record.state == RecordState::InFlight).then(|| {
         record.state = RecordState::Released;

@@ -187,6 +187,7 @@ impl Counters {
 struct Faults {
     failing: AtomicBool,
     stall: Mutex<Option<Duration>>,
+    write_stall: Mutex<Option<Duration>>,
     key_limit: Mutex<Option<usize>>,
     op_delay: Mutex<Duration>,
     cas_abort_reported_as_success: AtomicBool,
@@ -197,6 +198,7 @@ impl Default for Faults {
         Self {
             failing: AtomicBool::new(false),
             stall: Mutex::new(None),
+            write_stall: Mutex::new(None),
             key_limit: Mutex::new(None),
             op_delay: Mutex::new(DEFAULT_OP_DELAY),
             cas_abort_reported_as_success: AtomicBool::new(false),
@@ -337,6 +339,13 @@ impl KeyValueStore {
         *self.0.faults.stall.lock().unwrap() = stall;
     }
 
+    /// Like [`set_stall`](Self::set_stall), for the operations that write (set, delete,
+    /// increment, swap and their batch forms) only: reads answer at once, and a write
+    /// lands after the stall, long after a caller with a deadline has given up on it.
+    pub fn set_write_stall(&self, stall: Option<Duration>) {
+        *self.0.faults.write_stall.lock().unwrap() = stall;
+    }
+
     /// While `Some(n)`, a write that would create a key when the store already
     /// holds `n` keys fails with `other("key limit reached")` (Fermyon
     /// Cloud's cap is 1,024 keys). Applies to `set`, `set-many`, `increment`
@@ -452,7 +461,21 @@ impl KeyValueStore {
     /// Count, interleave, stall and fail as configured; `Ok` when the
     /// operation may go on.
     async fn begin(&self, counter: impl Fn(&Counters) -> &AtomicU64) -> Result<(), KvError> {
-        counter(&self.0.counts).fetch_add(1, Ordering::SeqCst);
+        let c = &self.0.counts;
+        let this = counter(c);
+        this.fetch_add(1, Ordering::SeqCst);
+        let writes = [
+            &c.sets,
+            &c.deletes,
+            &c.increments,
+            &c.cas_swaps,
+            &c.set_manys,
+            &c.delete_manys,
+        ];
+        let write_stall = *self.0.faults.write_stall.lock().unwrap();
+        if let Some(stall) = write_stall.filter(|_| writes.iter().any(|w| std::ptr::eq(*w, this))) {
+            tokio::time::sleep(stall).await;
+        }
         tokio::task::yield_now().await;
         let max = *self.0.faults.op_delay.lock().unwrap();
         let delay = random_delay(max);

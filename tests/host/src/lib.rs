@@ -39,6 +39,7 @@ mod receiver;
 mod redis_server;
 mod serve;
 mod spin;
+mod spin_cli;
 mod world;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub use receiver::{Answer, Received, Receiver};
 pub use redis_server::RedisServer;
 pub use serve::{ServeHost, ServeHostBuilder, find_wasmtime_cli, wasmtime_cli};
 pub use spin::{SpinHost, SpinHostBuilder};
+pub use spin_cli::{SpinUp, http_request, spin_cli, spin_or_skip};
 pub use world::{check_world, component_imports, world_imports};
 
 /// The three builds of the component (see `scripts/build.sh`).

@@ -124,6 +124,59 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// `SIGSTOP`: the server keeps its connections and answers nothing (a hung server).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// `SIGCONT` after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {}", self.child.id());
+    }
+
+    /// Kills the server (`SIGKILL`): connections are refused until
+    /// [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a fresh, empty server on the same port (its data is gone, as after a crash
+    /// of a server without persistence).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let exe = Self::executable().context("redis-server is not on PATH")?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.child = Command::new(&exe)
+                .args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1"])
+                .args(["--save", ""])
+                .args(["--appendonly", "no"])
+                .arg("--dir")
+                .arg(self._dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot run {}", exe.display()))?;
+            match self.wait_ready() {
+                Ok(()) => return Ok(()),
+                // The port may linger for a moment after the kill.
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
 }
 
 impl Drop for RedisServer {

@@ -31,7 +31,13 @@
 //! * the `spin-*` request headers (`spin-full-url`, `spin-path-info`,
 //!   `spin-matched-route`, `spin-base-path`, `spin-raw-component-route`,
 //!   `spin-component-route`, `spin-client-addr`), overwriting client-sent ones;
-//! * the route: requests outside it get 404 without running the guest.
+//! * the route: requests outside it get 404 without running the guest;
+//! * service chaining to the app's store component (`bridge-store`, as in the
+//!   repository's `spin.toml`): the same component with `bridge_role = "store"`,
+//!   granted the same store, reached at `http://bridge-store.spin.internal`, each
+//!   request a fresh instance in a task of its own that runs on when the caller
+//!   stops waiting (Spin 4.0.2: a chained request is not bound to its caller).
+//!   Calls to it are not listed in [`Exchange::outbound`].
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -119,7 +125,14 @@ struct Config {
     route: Route,
     env: Vec<(String, String)>,
     timeout: Duration,
+    /// The app's store component, reached by service chaining.
+    store_component: Option<Arc<SpinHost>>,
 }
+
+/// The store component's id in the repository's `spin.toml`.
+pub const STORE_COMPONENT: &str = "bridge-store";
+/// The origin the bridge reaches it at.
+const STORE_ORIGIN: &str = "http://bridge-store.spin.internal";
 
 /// Spin route of the component: exact (`/webhook`) or wildcard (`/webhook/...`).
 #[derive(Debug, Clone)]
@@ -175,9 +188,18 @@ pub struct SpinHostBuilder {
     route: String,
     env: Vec<(String, String)>,
     timeout: Duration,
+    store_component: bool,
 }
 
 impl SpinHostBuilder {
+    /// An app without the store component (a manifest written before it existed): the
+    /// bridge's chained store calls are refused, and it calls the store itself.
+    /// Default: the store component is there, as in the repository's `spin.toml`.
+    pub fn without_store_component(mut self) -> Self {
+        self.store_component = false;
+        self
+    }
+
     /// Set Spin variable `name` (as `[component.x.variables]` would).
     pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.variables.insert(name.into(), value.into());
@@ -268,7 +290,7 @@ impl SpinHostBuilder {
             validate_variable_name(name)
                 .map_err(|reason| anyhow::anyhow!("invalid variable name {name:?}: {reason}"))?;
         }
-        let allowed_outbound_hosts = self
+        let mut allowed_outbound_hosts = self
             .allowed_outbound_hosts
             .iter()
             .map(|h| {
@@ -276,6 +298,27 @@ impl SpinHostBuilder {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let pre = proxy_pre(&self.wasm)?;
+        let store_component = if self.store_component {
+            allowed_outbound_hosts.push(AllowedHost::parse(STORE_ORIGIN)?);
+            Some(Arc::new(SpinHost {
+                pre: pre.clone(),
+                config: Arc::new(Config {
+                    component_id: STORE_COMPONENT.into(),
+                    variables: [("bridge_role".to_string(), "store".to_string())].into(),
+                    key_value_stores: self.key_value_stores.clone(),
+                    kv: self.kv.clone(),
+                    allowed_outbound_hosts: Vec::new(),
+                    client_addr: None,
+                    route: Route::parse("/...")?,
+                    env: Vec::new(),
+                    // A store call that hangs holds this instance as long as Spin would.
+                    timeout: Duration::from_secs(3_600),
+                    store_component: None,
+                }),
+            }))
+        } else {
+            None
+        };
         Ok(SpinHost {
             pre,
             config: Arc::new(Config {
@@ -288,6 +331,7 @@ impl SpinHostBuilder {
                 route: Route::parse(&self.route)?,
                 env: self.env,
                 timeout: self.timeout,
+                store_component,
             }),
         })
     }
@@ -385,6 +429,7 @@ impl SpinHost {
             route: "/...".to_string(),
             env: Vec::new(),
             timeout: Duration::from_secs(30),
+            store_component: true,
         }
     }
 
@@ -520,6 +565,7 @@ impl SpinHost {
             hooks: OutboundHooks {
                 allowed: config.allowed_outbound_hosts.clone().into(),
                 records: outbound,
+                store_component: config.store_component.clone(),
             },
             config: config.clone(),
             open_stores: 0,
@@ -964,6 +1010,7 @@ impl batch::Host for HostState {
 struct OutboundHooks {
     allowed: Arc<[AllowedHost]>,
     records: Arc<Mutex<Vec<OutboundRecord>>>,
+    store_component: Option<Arc<SpinHost>>,
 }
 
 type ResponseFuture = Box<
@@ -1001,6 +1048,31 @@ impl WasiHttpHooks for OutboundHooks {
                 // Spin refuses before reading the body or connecting.
                 hooks.records.lock().unwrap().push(record);
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            if parts.uri.host() == Some("bridge-store.spin.internal") {
+                let Some(store) = hooks.store_component.clone() else {
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                };
+                let body = body.collect().await?.to_bytes();
+                let request = http::Request::from_parts(parts, body);
+                // A task of its own: it runs on if the caller stops waiting.
+                let exchange = tokio::spawn(async move { store.handle(request).await })
+                    .await
+                    .map_err(|_| wasmtime_wasi_http::Error::InternalError(None))?;
+                let mut response = http::Response::builder().status(exchange.status);
+                for (name, value) in &exchange.headers {
+                    response = response.header(name, value);
+                }
+                let response = response
+                    .body(
+                        Full::new(exchange.body)
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    )
+                    .map_err(|_| wasmtime_wasi_http::Error::InternalError(None))?;
+                let io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                    Box::new(async { Ok(()) });
+                return Ok((response, io));
             }
             let index = {
                 let mut records = hooks.records.lock().unwrap();
@@ -1043,6 +1115,7 @@ mod tests {
             route: Route::parse("/...").unwrap(),
             env: Vec::new(),
             timeout: Duration::from_secs(30),
+            store_component: true,
         };
         HostState {
             table: ResourceTable::new(),

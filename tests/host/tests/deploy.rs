@@ -1118,13 +1118,6 @@ fn readme_wasmtime_serve_block_places_an_order() {
 
 // ---- spin up: two instances on one Redis ------------------------------------------------------
 
-fn spin_cli() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("spin"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The README's fleet commands: at least two `spin up` of spin.toml, each on its own port,
 /// each with the Redis runtime configuration.
 fn readme_spin_fleet() -> Vec<Vec<String>> {
@@ -1174,8 +1167,9 @@ fn readme_spin_fleet_commands_share_one_redis_store() {
 #[test]
 fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
     let ups = readme_spin_fleet();
-    let Some(spin) = spin_cli() else {
-        eprintln!("skipped: no `spin` on PATH; the spin up fleet of the README is not run");
+    let Some(spin) =
+        bridge_host::spin_or_skip("readme_spin_fleet_recognises_a_resend_to_the_other_instance")
+    else {
         return;
     };
     if !RedisServer::available() {
