@@ -280,14 +280,82 @@ fn readme_deploying_names_every_deploy_file_and_only_existing_ones() {
 /// scripts/build.sh from the repository root).
 fn spin_toml_moved_to(dir: &str, wasm: &str) -> Value {
     let mut m = toml_file("spin.toml");
-    let component = m["component"]["bridge"].as_table_mut().unwrap();
-    component.remove("build");
     let up = "../".repeat(Path::new(dir).components().count());
-    component.insert(
-        "source".into(),
-        Value::String(format!("{up}target/wasm/{wasm}")),
-    );
+    for id in ["bridge", "bridge-store"] {
+        let component = m["component"][id].as_table_mut().unwrap();
+        component.remove("build");
+        component.insert(
+            "source".into(),
+            Value::String(format!("{up}target/wasm/{wasm}")),
+        );
+    }
     m
+}
+
+/// spin.toml without its store component (the no-atomics build calls its store itself).
+fn without_store_component(mut m: Value) -> Value {
+    m["component"]
+        .as_table_mut()
+        .unwrap()
+        .remove("bridge-store");
+    m["trigger"]["http"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["component"].as_str() != Some("bridge-store"));
+    let hosts = m["component"]["bridge"]["allowed_outbound_hosts"]
+        .as_array_mut()
+        .unwrap();
+    hosts.retain(|h| h.as_str() != Some("http://bridge-store.spin.internal"));
+    m
+}
+
+#[test]
+fn spin_toml_has_the_private_store_component_the_bridge_chains_to() {
+    for manifest in [
+        "spin.toml",
+        "spin.local.toml",
+        "deploy/azure-key-vault/spin.toml",
+    ] {
+        let m = toml_file(manifest);
+        let store = &m["component"]["bridge-store"];
+        assert_eq!(
+            store["variables"]["bridge_role"].as_str(),
+            Some("store"),
+            "{manifest}"
+        );
+        assert_eq!(
+            store["source"], m["component"]["bridge"]["source"],
+            "{manifest}: the same build"
+        );
+        assert_eq!(
+            store["key_value_stores"], m["component"]["bridge"]["key_value_stores"],
+            "{manifest}"
+        );
+        assert!(
+            store.get("allowed_outbound_hosts").is_none(),
+            "{manifest}: the store component reaches nothing"
+        );
+        let trigger = m["trigger"]["http"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["component"].as_str() == Some("bridge-store"))
+            .unwrap_or_else(|| panic!("{manifest}: no trigger for the store component"));
+        assert_eq!(
+            trigger["route"]["private"].as_bool(),
+            Some(true),
+            "{manifest}: the store component must not be reachable from outside"
+        );
+        let hosts = m["component"]["bridge"]["allowed_outbound_hosts"]
+            .as_array()
+            .unwrap();
+        assert!(
+            hosts
+                .iter()
+                .any(|h| h.as_str() == Some("http://bridge-store.spin.internal")),
+            "{manifest}: the bridge may reach its store component"
+        );
+    }
 }
 
 fn assert_source_resolves(manifest: &str, wasm: &str) {
@@ -311,12 +379,15 @@ fn assert_source_resolves(manifest: &str, wasm: &str) {
 #[test]
 fn fermyon_cloud_fallback_is_spin_toml_on_the_no_atomics_build_with_900_keys() {
     let rel = "deploy/fermyon-cloud/spin-noatomics.toml";
-    let mut expected = spin_toml_moved_to("deploy/fermyon-cloud", "bridge-spin-noatomics.wasm");
+    let mut expected = without_store_component(spin_toml_moved_to(
+        "deploy/fermyon-cloud",
+        "bridge-spin-noatomics.wasm",
+    ));
     expected["variables"]["state_max_keys"]["default"] = Value::String("900".into());
     assert_eq!(
         toml_file(rel),
         expected,
-        "{rel} differs from spin.toml beyond source, build and state_max_keys"
+        "{rel} differs from spin.toml beyond source, build, the store component and state_max_keys"
     );
     assert_source_resolves(rel, "bridge-spin-noatomics.wasm");
 }
