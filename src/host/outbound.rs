@@ -60,18 +60,27 @@ pub fn send(call: &Call) -> Transport {
         Ok(f) => f,
         Err(code) => return failed(code),
     };
+    // A write that fails means the host dropped the request: its answer says why (a
+    // refused origin is certainly not sent), so that is read before giving up.
+    let mut written = true;
     if !call.body.is_empty() {
-        let Ok(stream) = body.write() else {
-            return Transport::Lost("request body stream unavailable".into());
-        };
-        for chunk in call.body.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                return Transport::Lost("writing the request body failed".into());
+        match body.write() {
+            Ok(stream) => {
+                for chunk in call.body.chunks(4096) {
+                    if stream.blocking_write_and_flush(chunk).is_err() {
+                        written = false;
+                        break;
+                    }
+                }
             }
+            Err(()) => written = false,
         }
     }
-    if OutgoingBody::finish(body, None).is_err() {
-        return Transport::Lost("finishing the request body failed".into());
+    if !written {
+        // Unfinished: the host ends the request with an error.
+        drop(body);
+    } else if OutgoingBody::finish(body, None).is_err() {
+        written = false;
     }
 
     let timer = monotonic_clock::subscribe_instant(deadline);
@@ -80,9 +89,10 @@ pub fn send(call: &Call) -> Transport {
         poll::poll(&[&ready, &timer]);
     }
     let response = match future.get() {
+        Some(Ok(Err(code))) => return failed(code),
+        _ if !written => return Transport::Lost("writing the request body failed".into()),
         None => return Transport::Lost(format!("no answer within {} ms", call.timeout_ms)),
         Some(Err(())) => return Transport::Lost("answer already taken".into()),
-        Some(Ok(Err(code))) => return failed(code),
         Some(Ok(Ok(response))) => response,
     };
     let status = response.status();
