@@ -53,9 +53,13 @@ fn check_variables(m: &Value) {
 fn production_manifest() {
     let m = manifest("spin.toml");
     let c = &m["component"]["bridge"];
+    // Kraken, and the app's own store component (service chaining).
     assert_eq!(
         strings(&c["allowed_outbound_hosts"]),
-        ["https://api.kraken.com"]
+        [
+            "https://api.kraken.com",
+            "http://bridge-store.spin.internal"
+        ]
     );
     assert_eq!(strings(&c["key_value_stores"]), ["default"]);
     assert_eq!(c["source"].as_str(), Some("target/wasm/bridge-spin.wasm"));
@@ -83,7 +87,10 @@ fn local_manifest_reaches_only_the_simulator() {
     let c = &m["component"]["bridge"];
     assert_eq!(
         strings(&c["allowed_outbound_hosts"]),
-        ["http://127.0.0.1:18081"]
+        [
+            "http://127.0.0.1:18081",
+            "http://bridge-store.spin.internal"
+        ]
     );
     assert_eq!(
         m["variables"]["kraken_api_url"]["default"].as_str(),
