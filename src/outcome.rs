@@ -208,6 +208,9 @@ pub struct Pending {
     release_in_flight: bool,
     /// This minute's count of alerts after this one was counted (0: not counted).
     rate_count: i64,
+    /// The store refused a write before the claim (a full key cap, most likely): prune
+    /// after the answer whatever the count, or a full store would never make room.
+    store_refused: bool,
     attempts: u8,
     /// Calls repeated after a stale-nonce refusal.
     nonce_retries: u8,
@@ -257,6 +260,7 @@ impl Pending {
             claim: Claim::None,
             release_in_flight: false,
             rate_count: 0,
+            store_refused: false,
             attempts: 0,
             nonce_retries: 0,
             ambiguous: false,
@@ -277,9 +281,10 @@ impl Pending {
     pub fn resume(mut self: Box<Self>, input: Input, now: Now) -> Step {
         self.cx.host.now = now;
         if let Some(done) = &self.answered {
-            // After the answer, a store that fails gets no more writes: the next alert's
-            // pruning catches up.
-            if matches!(input, Input::Store(StoreReply::Failed(_))) {
+            // After the answer, a store that does not answer gets no more writes (each
+            // would wait its whole limit): the next alert's pruning catches up. One that
+            // refuses a write (a full key cap) still gets the rest, deletions among them.
+            if matches!(input, Input::Store(StoreReply::NoAnswer(_))) {
                 return Step::Done(done.clone());
             }
         }

@@ -83,6 +83,9 @@ pub enum StoreReply {
     Unsupported,
     /// The store failed; the text is for the audit log.
     Failed(String),
+    /// The store did not answer by the operation's deadline (it may still perform it);
+    /// the text is for the audit log.
+    NoAnswer(String),
 }
 
 /// How long one operation may take.
@@ -132,7 +135,7 @@ impl StoreReply {
 
 /// The store component's whole job: performs the request's operation with `apply`, and
 /// when it ended after its deadline (`now_ms` is the wall clock, read after it), performs
-/// the request's `on_late` and answers [`StoreReply::Failed`], which the caller, had it
+/// the request's `on_late` and answers [`StoreReply::NoAnswer`], which the caller, had it
 /// still been waiting, would have taken for a failure too. A request that does not parse
 /// touches nothing.
 pub fn serve(
@@ -151,7 +154,7 @@ pub fn serve(
     if let Some(undo) = limit.on_late {
         apply(undo);
     }
-    StoreReply::Failed(format!(
+    StoreReply::NoAnswer(format!(
         "the state store answered {} ms after the deadline",
         ended - limit.deadline_ms
     ))
@@ -298,6 +301,7 @@ mod tests {
             StoreReply::Swapped(true),
             StoreReply::Unsupported,
             StoreReply::Failed("boom".into()),
+            StoreReply::NoAnswer("late".into()),
         ];
         for reply in replies {
             assert_eq!(StoreReply::decode(&reply.encode()), Some(reply));
@@ -331,7 +335,7 @@ mod tests {
         );
         let reply = serve(&bytes, |op| store.apply(op), || 1_001);
         assert!(
-            matches!(reply, StoreReply::Failed(ref e) if e.contains("1 ms after")),
+            matches!(reply, StoreReply::NoAnswer(ref e) if e.contains("1 ms after")),
             "{reply:?}"
         );
         assert_eq!(
@@ -346,7 +350,7 @@ mod tests {
         store.map.insert("k".into(), b"v".to_vec());
         let bytes = request(StoreOp::Get("k".into()), 10, None);
         let reply = serve(&bytes, |op| store.apply(op), || 5_000);
-        assert!(matches!(reply, StoreReply::Failed(_)));
+        assert!(matches!(reply, StoreReply::NoAnswer(_)));
         assert_eq!(store.map.len(), 1);
     }
 

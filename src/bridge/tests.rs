@@ -1966,11 +1966,13 @@ fn store_calls_are_bounded_by_the_claim_window_until_owned() {
         && l.on_late.is_none()));
 }
 
-#[test]
-fn a_store_that_fails_after_the_answer_gets_no_more_writes() {
+/// Drives LIMIT to its end, answering every store operation after the answer with `after`;
+/// returns the response and how many operations came after the answer.
+fn after_the_answer(after: StoreReply) -> (Done, usize) {
     let mut w = World::with_replies([reply(PLACED)]);
+    // A pair fetched from Kraken, so that the writes after the answer include its cache.
     let mut step = handle(config(&[]), host(), post(LIMIT, &[]));
-    let mut after = 0;
+    let mut count = 0;
     let mut answered = false;
     let d = loop {
         step = match step {
@@ -1979,10 +1981,9 @@ fn a_store_that_fails_after_the_answer_gets_no_more_writes() {
                 answered = true;
                 p.resume(Input::Answered, NOW)
             }
-            Step::Store(op, p) if answered => {
-                after += 1;
-                drop(op);
-                p.resume(Input::Store(StoreReply::Failed("down".into())), NOW)
+            Step::Store(_, p) if answered => {
+                count += 1;
+                p.resume(Input::Store(after.clone()), NOW)
             }
             Step::Store(op, p) => {
                 let r = w.store_op(op);
@@ -1995,11 +1996,21 @@ fn a_store_that_fails_after_the_answer_gets_no_more_writes() {
             Step::Wait(_, p) => p.resume(Input::Waited, NOW),
         };
     };
+    (d, count)
+}
+
+#[test]
+fn a_store_that_does_not_answer_after_the_answer_gets_no_more_writes() {
+    let (d, after) = after_the_answer(StoreReply::NoAnswer("no answer within 1000 ms".into()));
     assert_eq!(body(&d)["status"], "placed");
     assert_eq!(
         after, 1,
-        "one failed write ends the writes after the answer"
+        "one write without an answer ends the writes after the answer"
     );
+    // A store that answers with a refusal (a full key cap) still gets the others.
+    let (d, after) = after_the_answer(StoreReply::Failed("key limit reached".into()));
+    assert_eq!(body(&d)["status"], "placed");
+    assert!(after > 1, "{after}");
 }
 
 #[test]
@@ -2087,4 +2098,25 @@ fn health_reports_a_store_that_does_not_answer() {
     });
     assert_eq!(d.response.status, 503);
     assert_eq!(body(&d)["status"], "misconfigured");
+}
+
+#[test]
+fn a_store_that_refuses_the_claim_is_pruned_after_the_answer() {
+    // A full key cap refuses every new key, the minute's count among them: the alert
+    // answers 503 and prunes, or a full store would never make room again.
+    let mut w = World::with_replies([]);
+    let mut pruned = false;
+    let d = w.drive_limit(|w, op| match op {
+        StoreOp::Keys => {
+            pruned = true;
+            w.store_op(op)
+        }
+        StoreOp::Increment(k, _) if k.starts_with("rl:") => {
+            StoreReply::Failed("key limit reached".into())
+        }
+        op => w.store_op(op),
+    });
+    assert_eq!(d.response.status, 503);
+    assert!(pruned, "the refused alert pruned the store");
+    assert!(methods(&w).is_empty());
 }

@@ -76,7 +76,7 @@ mod chained {
         }
         let now = wall_ms();
         if now >= limit.deadline_ms {
-            return Some(StoreReply::Failed(format!(
+            return Some(StoreReply::NoAnswer(format!(
                 "no time left for the state store ({} ms past the deadline)",
                 now - limit.deadline_ms
             )));
@@ -107,9 +107,8 @@ mod chained {
                 DIRECT.set(true);
                 return None;
             }
-            Transport::NotSent(e) | Transport::Lost(e) => {
-                StoreReply::Failed(format!("the state store: {e}"))
-            }
+            Transport::NotSent(e) => StoreReply::Failed(format!("the state store: {e}")),
+            Transport::Lost(e) => StoreReply::NoAnswer(format!("the state store: {e}")),
         })
     }
 
@@ -122,7 +121,7 @@ mod chained {
             // Not bounded, so not asked: `/health` must answer whatever the store does.
             None => Ok("direct"),
             Some(StoreReply::Value(_)) => Ok("bounded"),
-            Some(StoreReply::Failed(e)) => Err(e),
+            Some(StoreReply::Failed(e) | StoreReply::NoAnswer(e)) => Err(e),
             Some(other) => Err(format!("unexpected answer {other:?}")),
         }
     }

@@ -80,9 +80,10 @@ impl Pending {
     /// A store that fails or does not answer in time before the alert is owned: nothing is
     /// placed, `503` (TradingView resends), and this delivery's claim, if it wrote one, is
     /// released after the answer (or by the store component, should the write land late).
-    fn store_failed(self, reply: StoreReply) -> Step {
+    fn store_failed(mut self, reply: StoreReply) -> Step {
+        self.store_refused = matches!(reply, StoreReply::Failed(_));
         let why = match reply {
-            StoreReply::Failed(e) => e,
+            StoreReply::Failed(e) | StoreReply::NoAnswer(e) => e,
             other => format!("unexpected answer {other:?}"),
         };
         self.unavailable(format!("the state store failed before the claim: {why}"))
@@ -422,9 +423,11 @@ impl Pending {
         self.next_op()
     }
 
-    /// Whether this answer prunes the store.
+    /// Whether this answer prunes the store: on the first alert of each minute and every
+    /// [`PRUNE_EVERY`] after, and after any refused write (a store whose key cap is full
+    /// refuses even the minute's new count, so counting alone would never prune it again).
     pub(super) fn prunes(&self) -> bool {
-        self.store_ok && self.rate_count % PRUNE_EVERY == 1
+        self.store_ok && (self.rate_count % PRUNE_EVERY == 1 || self.store_refused)
     }
 
     pub(super) fn on_record_check(mut self, reply: StoreReply) -> Step {
