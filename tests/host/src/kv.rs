@@ -339,10 +339,10 @@ impl KeyValueStore {
         *self.0.faults.stall.lock().unwrap() = stall;
     }
 
-    /// Like [`set_stall`](Self::set_stall), for the operations that write (set, delete,
-    /// increment, swap and their batch forms) only: reads answer at once, and a write
-    /// lands after the stall, long after a caller with a deadline has given up on it.
-    pub fn set_write_stall(&self, stall: Option<Duration>) {
+    /// Like [`set_stall`](Self::set_stall), for `set` (and `set-many`) only: reads,
+    /// counters and swaps answer at once, and a set lands after the stall, long after a
+    /// caller with a deadline has given up on it.
+    pub fn set_set_stall(&self, stall: Option<Duration>) {
         *self.0.faults.write_stall.lock().unwrap() = stall;
     }
 
@@ -464,14 +464,7 @@ impl KeyValueStore {
         let c = &self.0.counts;
         let this = counter(c);
         this.fetch_add(1, Ordering::SeqCst);
-        let writes = [
-            &c.sets,
-            &c.deletes,
-            &c.increments,
-            &c.cas_swaps,
-            &c.set_manys,
-            &c.delete_manys,
-        ];
+        let writes = [&c.sets, &c.set_manys];
         let write_stall = *self.0.faults.write_stall.lock().unwrap();
         if let Some(stall) = write_stall.filter(|_| writes.iter().any(|w| std::ptr::eq(*w, this))) {
             tokio::time::sleep(stall).await;

@@ -1115,7 +1115,7 @@ mod tests {
             route: Route::parse("/...").unwrap(),
             env: Vec::new(),
             timeout: Duration::from_secs(30),
-            store_component: true,
+            store_component: None,
         };
         HostState {
             table: ResourceTable::new(),
@@ -1124,6 +1124,7 @@ mod tests {
             hooks: OutboundHooks {
                 allowed: Vec::new().into(),
                 records: Arc::default(),
+                store_component: None,
             },
             config: Arc::new(config),
             open_stores: 0,
