@@ -447,11 +447,20 @@ async fn volume(store: KeyValueStore, extra: &[(&str, &str)], what: &str) {
             }
         }
     }
+    // Refused by each of its four deliveries: every answer a 503, nothing placed. Only a
+    // store whose key cap is full refuses alerts; the test reports how many.
+    for id in &refused {
+        assert!(
+            orders_with(&sim, &cl_ord_id_for_id(id)).is_empty(),
+            "{what} {id}: placed after a 503"
+        );
+    }
     assert!(
-        refused.is_empty(),
-        "{what}: {} alerts lost after three resends",
+        capped || refused.is_empty(),
+        "{what}: {} alerts refused",
         refused.len()
     );
+    let lost: std::collections::BTreeSet<String> = refused.into_iter().collect();
     let first_pass = started.elapsed();
     // A fixed shuffle of a fifth of them.
     let mut resent: Vec<usize> = (0..ALERTS).filter(|i| (i * 7919) % 5 == 0).collect();
@@ -469,9 +478,18 @@ async fn volume(store: KeyValueStore, extra: &[(&str, &str)], what: &str) {
             .collect();
         for (&a, ex) in chunk.iter().zip(at_once(&hosts, deliveries).await) {
             let answer = read_answer(&ex, &cl_ord_id_for_id(&ids[a]));
-            assert_eq!(
-                answer.kind(),
-                "duplicate",
+            // An alert refused until now may trade on this later resend, or be refused
+            // again; under a full key cap, a resend whose record was forgotten early may be
+            // refused too (nothing placed: checked below).
+            let expected: &[&str] = if lost.contains(&ids[a]) {
+                &["placed", "503"]
+            } else if capped {
+                &["duplicate", "503"]
+            } else {
+                &["duplicate"]
+            };
+            assert!(
+                expected.contains(&answer.kind()),
                 "{what} resend of {}:\n{ex}",
                 ids[a]
             );
@@ -481,14 +499,23 @@ async fn volume(store: KeyValueStore, extra: &[(&str, &str)], what: &str) {
         }
     }
     let orders = sim.orders();
-    assert_eq!(orders.len(), ALERTS, "{what}: second orders");
+    let mut seen = std::collections::BTreeSet::new();
+    for order in &orders {
+        let cl = order.cl_ord_id.clone().unwrap_or_default();
+        assert!(seen.insert(cl.clone()), "{what}: a second order for {cl}");
+    }
+    assert!(
+        orders.len() + lost.len() >= ALERTS,
+        "{what}: an alert lost without a 503"
+    );
     let lookups = sim
         .requests()
         .iter()
         .filter(|r| r.method.as_deref() == Some("ClosedOrders"))
         .count();
     eprintln!(
-        "{what}: {ALERTS} alerts in {first_pass:.1?} ({refused_first} answered 503 at first and traded on a resend), {} resends, 0 second orders, {lookups} look-ups, {} keys left in the store",
+        "{what}: {ALERTS} alerts in {first_pass:.1?}: {refused_first} answered 503 at first, {} still after three resends 5 s apart (nothing placed for them); {} resends, 0 second orders, {lookups} look-ups, {} keys left in the store",
+        lost.len(),
         resent.len(),
         store.keys().len()
     );
