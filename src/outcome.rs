@@ -197,8 +197,8 @@ pub struct Pending {
     stage: Stage,
     /// When the request arrived: the budget runs from here.
     started: Now,
-    /// The store answers; `false` after a failure or when there is none.
-    store_ok: bool,
+    /// The flavour has a state store (a failing one answers 503 before the claim).
+    has_store: bool,
     /// The store has atomic operations (`false` once it answers `Unsupported`).
     atomics: bool,
     /// Look the order up on Kraken before sending it.
@@ -254,7 +254,7 @@ impl Pending {
             duplicate_refused: false,
             stage: Stage::DedupeRead(0),
             started: now,
-            store_ok: has_store,
+            has_store,
             atomics: has_store,
             lookup_first: !has_store,
             claim: Claim::None,
@@ -430,7 +430,7 @@ impl Pending {
             return self.refuse(Reject::UnknownSymbol { reason });
         }
         self.pair_queries = pairs::pair_queries(&symbol, map);
-        if self.store_ok {
+        if self.has_store {
             let key = self.pair_key();
             self.store(Stage::PairsRead, StoreOp::Get(key))
         } else {
@@ -533,7 +533,7 @@ impl Pending {
                 return self.refuse(Reject::UnknownSymbol { reason });
             }
         };
-        if !self.store_ok {
+        if !self.has_store {
             return self.checked_pair(pair);
         }
         let cache = CachedPair {
@@ -746,7 +746,7 @@ impl Pending {
                     kraken_error: error,
                 };
                 let mut step_owner = self;
-                if unknown_pair && step_owner.store_ok {
+                if unknown_pair && step_owner.has_store {
                     // The cached pairs are out of date: the next alert fetches them again.
                     step_owner.drop_pairs_cache = true;
                 }
@@ -910,7 +910,7 @@ impl Pending {
             .with("outcome", body["outcome"].clone());
         let response = Response::json(200, &body, &self.cx.host.request_id);
         self.finish_with(200, response, vec![event], Vec::new());
-        if write && self.store_ok {
+        if write && self.has_store {
             self.finish.as_mut().expect("finishing").record = Some(first.encode());
         }
         self.next_op()
@@ -964,7 +964,7 @@ impl Pending {
     fn conclude(mut self, status: u16, response: Response, body: Value, event: Event) -> Step {
         let record = self.record(status, &body);
         self.finish_with(status, response, vec![event], Vec::new());
-        if self.store_ok {
+        if self.has_store {
             self.finish.as_mut().expect("finishing").record = Some(record.encode());
         }
         self.next_op()

@@ -388,7 +388,7 @@ impl Pending {
     /// lost the claim may have overwritten its own); a delivery that wrote its record but
     /// never owned the alert releases only its own bytes.
     pub(super) fn release_ops(&mut self) -> Vec<StoreOp> {
-        if !self.store_ok {
+        if !self.has_store {
             return Vec::new();
         }
         match &self.claim {
@@ -427,7 +427,7 @@ impl Pending {
     /// [`PRUNE_EVERY`] after, and after any refused write (a store whose key cap is full
     /// refuses even the minute's new count, so counting alone would never prune it again).
     pub(super) fn prunes(&self) -> bool {
-        self.store_ok && (self.rate_count % PRUNE_EVERY == 1 || self.store_refused)
+        self.has_store && (self.rate_count % PRUNE_EVERY == 1 || self.store_refused)
     }
 
     pub(super) fn on_record_check(mut self, reply: StoreReply) -> Step {
