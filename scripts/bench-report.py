@@ -6,10 +6,18 @@
       largest core module (the program; the others are small adapter shims) is optimised and
       spliced back in place. Prints "CORE_BEFORE CORE_AFTER" (bytes).
 
+  bench-report.py burst URL SIM_URL SIM_LOG N TAG OUT
+      The bar-close burst: N distinct market alerts (ids TAG-0 ... TAG-N-1, the webhook secret
+      from $WEBHOOK_SECRET) sent to URL/webhook at the same instant, one connection each,
+      opened beforehand. Writes OUT (JSON): the answers by status and outcome, whether every
+      alert was placed at this first delivery (each answer `200 placed`, each `cl_ord_id` booked
+      once on the simulator at SIM_URL), the slowest and median answer, and the
+      `EAPI:Invalid nonce` refusals the simulator logged (SIM_LOG) meanwhile.
+
   bench-report.py report DIR
-      Reads DIR/results.tsv, DIR/core.md and DIR/wrk/*.json; writes DIR/report.md (and prints
-      it), DIR/bench.png (matplotlib, or gnuplot when matplotlib is missing) and the generated
-      part of BENCHMARKS.md.
+      Reads DIR/results.tsv, DIR/core.md, DIR/wrk/*.json and DIR/burst/*.json; writes
+      DIR/report.md (and prints it), DIR/bench.png (matplotlib, or gnuplot when matplotlib is
+      missing) and the generated part of BENCHMARKS.md.
 """
 
 import datetime
@@ -19,6 +27,10 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- scripts/bench: generated from here -->"
@@ -90,6 +102,103 @@ def oz(component, out):
     os.remove(tmp + ".in.wasm")
     os.remove(tmp + ".out.wasm")
     print(best[2] - best[1], len(core))
+
+
+# --- the bar-close burst -----------------------------------------------------------------
+
+
+def sim_orders(sim_url):
+    with urllib.request.urlopen(f"{sim_url}/_sim/orders", timeout=10) as r:
+        return json.load(r)
+
+
+def count_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def burst(url, sim_url, sim_log, n, tag, out):
+    import http.client
+
+    secret = os.environ["WEBHOOK_SECRET"]
+    target = urllib.parse.urlsplit(url)
+    bodies = [
+        json.dumps(
+            {
+                "secret": secret,
+                "id": f"{tag}-{i}",
+                "symbol": "XBTUSD",
+                "side": "buy",
+                "order_type": "market",
+                "volume": "0.001",
+            },
+            separators=(",", ":"),
+        )
+        for i in range(n)
+    ]
+    results = [None] * n
+    # Every connection is open before the barrier: the alerts leave together.
+    conns = [http.client.HTTPConnection(target.hostname, target.port, timeout=30) for _ in range(n)]
+    for c in conns:
+        c.connect()
+    barrier = threading.Barrier(n)
+
+    def deliver(i):
+        barrier.wait()
+        t0 = time.perf_counter()
+        try:
+            conns[i].request(
+                "POST", "/webhook", body=bodies[i], headers={"Content-Type": "application/json"}
+            )
+            r = conns[i].getresponse()
+            body = r.read()
+            results[i] = (r.status, body, time.perf_counter() - t0)
+        except Exception as e:  # a broken connection is an answer too
+            results[i] = (0, repr(e).encode(), time.perf_counter() - t0)
+
+    log_before = count_lines(sim_log)
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in conns:
+        c.close()
+    # The simulator logs each request as it answers it: every AddOrder of the burst is in.
+    with open(sim_log, "rb") as f:
+        new_lines = f.read().decode("utf-8", "replace").splitlines()[log_before:]
+    nonce = sum(1 for line in new_lines if "Invalid nonce" in line)
+    booked = {}
+    for order in sim_orders(sim_url):
+        cl = (order.get("params") or {}).get("cl_ord_id")
+        if cl:
+            booked[cl] = booked.get(cl, 0) + 1
+    statuses, outcomes, placed = {}, {}, 0
+    for status, body, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = {}
+        outcome = answer.get("status") or answer.get("error") or "?"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if status == 200 and outcome == "placed" and booked.get(answer.get("cl_ord_id")) == 1:
+            placed += 1
+    times = sorted(t for _, _, t in results)
+    summary = {
+        "n": n,
+        "statuses": statuses,
+        "outcomes": outcomes,
+        "placed_first": placed,
+        "all_placed_first": placed == n,
+        "slowest_ms": round(times[-1] * 1000, 1),
+        "median_ms": round(times[len(times) // 2] * 1000, 1),
+        "nonce_refusals": nonce,
+        "addorder_requests": sum(1 for line in new_lines if "/0/private/AddOrder" in line),
+    }
+    with open(out, "w") as f:
+        json.dump(summary, f)
+    print(json.dumps(summary))
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -204,6 +313,145 @@ def sim_calls(d, r, host):
     if nonce > ok / 100:
         text += ", so more than 1% of the alerts waited, and the row's p99 is theirs"
     return text + "."
+
+
+def load_burst(d, store, n, who="bridge"):
+    path = os.path.join(d, "burst", f"{who}.{store}.{n}.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+BURST_SIZES = (16, 32, 64)
+BURST_STORES = [("sqlite", "default (SQLite)"), ("redis", "Redis")]
+
+
+def burst_table(d, r):
+    rows = []
+    for store, label in BURST_STORES:
+        for n in BURST_SIZES:
+            b = load_burst(d, store, n)
+            io = load_burst(d, store, n, "iofloor")
+            if not b:
+                continue
+            answers_text = ", ".join(
+                f"{k}: {v}" for k, v in sorted(b["outcomes"].items(), key=lambda kv: -kv[1])
+            )
+            io_cells = (
+                f"{io['slowest_ms']:.0f} ms | {io['median_ms']:.0f} ms"
+                if io and io["statuses"] == {"200": n}
+                else "– | –"
+            )
+            rows.append(
+                f"| {label} | {n} | {'**yes**' if b['all_placed_first'] else '**no**'} "
+                f"({b['placed_first']} of {n}) | {answers_text} | {b['slowest_ms']:.0f} ms | "
+                f"{b['median_ms']:.0f} ms | {io_cells} | {b['nonce_refusals']} | "
+                f"{b['addorder_requests']} |"
+            )
+    if not rows:
+        return None
+    head = (
+        "| store | alerts at once | all placed at the first delivery | answers | slowest answer "
+        "| median answer | I/O floor: slowest | I/O floor: median | nonce refusals (retried) "
+        "| AddOrder requests |\n"
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    return head + "\n" + "\n".join(rows)
+
+
+PROBES = [
+    ("probe", "base", "nothing (the floor, in the bridge's app)"),
+    ("probe", "get1", "1 variable (`spin_sdk::variables::get`)"),
+    ("probe", "get2", "2 variables"),
+    ("probe", "get3", "3 variables"),
+    ("probe", "get7", "7 variables (what the bridge reads before authenticating)"),
+    ("probe", "get24", "24 variables (every setting: `/health`, an accepted alert)"),
+    ("probe", "all", "every variable in one call (`wasi:config/store` `get-all`)"),
+    ("probe", "kv", "1 key-value read, direct (`open` and `get`)"),
+    ("probe", "chain", "1 chained request to the store component (which reads 1 key)"),
+    ("probe", "log", "1 audit line on stdout"),
+    ("probe", "rand", "16 bytes of `wasi:random`"),
+    ("probe", "headers", "the contract's 8 response headers instead of 1"),
+    ("static", "base", "nothing; every setting but `webhook_secret` from a `static` provider"),
+    ("static", "get7", "7 variables, 6 of them from the `static` provider"),
+    ("static", "get24", "24 variables, 21 of them from the `static` provider"),
+]
+
+
+def probe_table(d):
+    base = load_wrk(d, "spin", "probe-base", "probe")
+    if not base:
+        return None
+    rows = []
+    for server, key, label in PROBES:
+        w = load_wrk(d, "spin", f"probe-{key}", server)
+        if not w:
+            continue
+        rows.append(
+            f"| {label} | {fmt_int(w['rps'])} | **{ratio(w['rps'], base['rps'])}** | "
+            f"{fmt_us(w['p50_us'])} | {fmt_us(w['p99_us'])} |"
+        )
+    head = (
+        "| the probe's host calls per request | req/s | x probe alone | p50 | p99 |\n"
+        "|---|---:|---:|---:|---:|"
+    )
+    return head + "\n" + "\n".join(rows)
+
+
+def static_table(d):
+    """The bridge with every setting but the webhook secret from a `static` provider."""
+    rows = []
+    for scenario, label in [("rejected", "rejected alert"), ("health", "`GET /health`")]:
+        w = load_wrk(d, "spin", scenario, "static")
+        b = load_wrk(d, "spin", scenario, "bridge")
+        f = load_wrk(d, "spin", scenario, "floor")
+        io = load_wrk(d, "spin", scenario, "iofloor")
+        if not (w and b and f and io):
+            continue
+        rows.append(
+            f"| {label} | {fmt_int(w['rps'])} | **{ratio(w['rps'], f['rps'])}** | "
+            f"**{ratio(w['rps'], io['rps'])}** | {fmt_us(w['p99_us'])} | {fmt_int(b['rps'])} | "
+            f"{ratio(b['rps'], f['rps'])} | {ratio(b['rps'], io['rps'])} |"
+        )
+    if not rows:
+        return None
+    head = (
+        "| the bridge, settings but `webhook_secret` from `static` | req/s | x floor (2b) "
+        "| x I/O floor (2b) | p99 | req/s, all from the environment (2b) | x floor | "
+        "x I/O floor |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    return head + "\n" + "\n".join(rows)
+
+
+def goals(d, r):
+    """Issue 14, item 5: where the run stands against the goals set for Spin."""
+    lines = []
+    for scenario, label in [("rejected", "rejected alerts"), ("health", "`GET /health`")]:
+        b, f = load_wrk(d, "spin", scenario, "bridge"), load_wrk(d, "spin", scenario, "floor")
+        io = load_wrk(d, "spin", scenario, "iofloor")
+        if not (b and f and io):
+            continue
+        to_io, to_floor = b["rps"] / io["rps"], b["rps"] / f["rps"]
+        met = to_io >= 0.9 and to_floor >= 0.75
+        lines.append(
+            f"- {label} on `spin up`: {to_io:.2f} of the I/O floor (goal 0.9) and {to_floor:.2f} "
+            f"of the hello-world floor (goal 0.75): **{'met' if met else 'not met'}**."
+        )
+    b = load_burst(d, "sqlite", 64)
+    if b:
+        met = b["all_placed_first"] and b["slowest_ms"] < 250
+        io = load_burst(d, "sqlite", 64, "iofloor")
+        io_text = (
+            f" (the I/O floor's slowest: {io['slowest_ms']:.0f} ms)"
+            if io and io["statuses"] == {"200": 64}
+            else ""
+        )
+        lines.append(
+            f"- 64 alerts at once on the default store: "
+            f"{'all' if b['all_placed_first'] else str(b['placed_first']) + ' of 64'} placed at "
+            f"the first delivery, slowest {b['slowest_ms']:.0f} ms{io_text} (goal: all, under "
+            f"250 ms): **{'met' if met else 'not met'}**."
+        )
+    return "\n".join(lines) if lines else None
 
 
 def kib(n):
@@ -323,6 +571,64 @@ def build_report(d, r, m):
         else:
             out.append(f"Skipped: {r.get(f'{host}.skipped', 'not measured')}.")
         out.append("")
+    if "spin" in r:
+        out.append("### 2c. The bar-close burst on `spin up`: distinct market alerts at once")
+        out.append("")
+        table = burst_table(d, r)
+        if table:
+            out.append(
+                "One `spin up` of the bridge (the app of `spin.toml`, its store component "
+                "included) per store, fresh, trading on the simulator. One `validate` alert "
+                "first caches the pair, as an earlier bar did; then 16, 32 and 64 distinct "
+                "market buys (each its own `id`), each on its own connection, opened beforehand "
+                "and released at the same instant (`bench-report.py burst`). Placed at the first "
+                "delivery: the answer is `200 placed` and its `cl_ord_id` is booked once on the "
+                "simulator. An answer's time runs from its request's send to its last byte."
+                + (f" Redis: {r['redis']}." if r.get("redis") else "")
+            )
+            out.append("")
+            out.append(table)
+            if r.get("burst.redis.skipped"):
+                out.append("")
+                out.append(f"Redis: skipped, {r['burst.redis.skipped']}.")
+        else:
+            out.append("Skipped: not measured.")
+        out.append("")
+        table = probe_table(d)
+        if table:
+            out.append("### 2d. What Spin's host calls cost: the probe")
+            out.append("")
+            out.append(
+                "`benches/floor --features probe`: the hello-world floor plus the host calls "
+                "its query names, in the app of `spin.toml` (same variables, same store "
+                f"component), loaded with wrk as above for {r.get('probe.duration', '?')} s per "
+                "row; in the last three rows every setting but `webhook_secret` comes from a "
+                "`static` variables provider (`--runtime-config-file`). "
+                "Spin 4.0.2 resolves every variable read through "
+                "its providers, and the environment provider of `spin up` wraps each look-up "
+                "in `tokio::task::block_in_place` (`crates/variables-env/src/lib.rs`), as its "
+                "SQLite key-value store does every operation (`crates/key-value-spin`): two "
+                "such calls in a row hand the runtime's worker to another thread, and requests "
+                "stall (p99 about 45 ms). A `static` provider answers without it."
+            )
+            out.append("")
+            out.append(table)
+            out.append("")
+            table = static_table(d)
+            if table:
+                out.append(
+                    f"The bridge itself with that `static` provider ({r.get('duration', '10')} s "
+                    "per row), against the floors of 2b:"
+                )
+                out.append("")
+                out.append(table)
+                out.append("")
+        met = goals(d, r)
+        if met:
+            out.append("Goals of issue 14, item 5, in this run:")
+            out.append("")
+            out.append(met)
+            out.append("")
     out.append("### 3. Size and start-up")
     out.append("")
     if r.get("oz.note"):
@@ -570,6 +876,8 @@ def report(d):
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "oz":
         oz(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 8 and sys.argv[1] == "burst":
+        burst(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7])
     elif len(sys.argv) == 3 and sys.argv[1] == "report":
         report(sys.argv[2])
     else:
