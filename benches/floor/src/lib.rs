@@ -14,7 +14,6 @@
 //!   I/O (see [`io_spin`]): settings from Spin variables, and every key-value operation sent
 //!   to a private store component of the same app through Spin's service chaining, which
 //!   performs it on the `default` store.
-
 //! - `--features probe`, the **probe**: the hello-world floor plus host calls chosen per request
 //!   (see [`probe`]), to weigh each of the bridge's host calls on its own.
 

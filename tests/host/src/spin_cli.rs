@@ -154,8 +154,9 @@ impl SpinUp {
 
 impl Drop for SpinUp {
     fn drop(&mut self) {
+        // The whole process group: `spin up` runs `spin trigger http` as a child.
         let _ = Command::new("kill")
-            .arg("-KILL")
+            .args(["-KILL", "--"])
             .arg(format!("-{}", self.child.id()))
             .status();
         let _ = self.child.kill();
