@@ -219,6 +219,23 @@ fn resend_until_placed(
     (recovered, sent)
 }
 
+/// A real `spin up` on `sim`, with the store of `runtime_config` (`None`: the default
+/// SQLite store), which has placed one alert: the store works before the test breaks it.
+fn up_and_trading(
+    spin: &std::path::Path,
+    sim: &kraken_sim::Sim,
+    runtime_config: Option<&str>,
+) -> SpinUp {
+    let up = SpinUp::start(spin, &sim.url(), &settings(sim), runtime_config).unwrap();
+    let (status, body, _) = ask(&up, "POST", "/webhook", &market_alert("before", "0.001"));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("placed")),
+        "{body}"
+    );
+    up
+}
+
 #[test]
 fn on_a_real_spin_a_hung_redis_costs_503s_and_the_resend_trades_once() {
     let test = "on_a_real_spin_a_hung_redis_costs_503s_and_the_resend_trades_once";
@@ -227,19 +244,7 @@ fn on_a_real_spin_a_hung_redis_costs_503s_and_the_resend_trades_once() {
     };
     let sim = sim();
     let redis = RedisServer::start().unwrap();
-    let up = SpinUp::start(
-        &spin,
-        &sim.url(),
-        &settings(&sim),
-        Some(&redis_config(&redis)),
-    )
-    .unwrap();
-    let (status, body, _) = ask(&up, "POST", "/webhook", &market_alert("before", "0.001"));
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("placed")),
-        "{body}"
-    );
+    let up = up_and_trading(&spin, &sim, Some(&redis_config(&redis)));
 
     redis.pause();
     let slowest = out_of_service(&up, &sim, &["hung-1", "hung-2"]);
@@ -265,19 +270,7 @@ fn on_a_real_spin_a_killed_redis_costs_503s_and_the_resend_trades_once() {
     };
     let sim = sim();
     let mut redis = RedisServer::start().unwrap();
-    let up = SpinUp::start(
-        &spin,
-        &sim.url(),
-        &settings(&sim),
-        Some(&redis_config(&redis)),
-    )
-    .unwrap();
-    let (status, body, _) = ask(&up, "POST", "/webhook", &market_alert("before", "0.001"));
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("placed")),
-        "{body}"
-    );
+    let up = up_and_trading(&spin, &sim, Some(&redis_config(&redis)));
 
     redis.stop();
     let slowest = out_of_service(&up, &sim, &["killed-1", "killed-2"]);
@@ -313,13 +306,7 @@ fn on_a_real_spin_a_locked_sqlite_store_costs_503s_and_the_resend_trades_once() 
         return;
     };
     let sim = sim();
-    let up = SpinUp::start(&spin, &sim.url(), &settings(&sim), None).unwrap();
-    let (status, body, _) = ask(&up, "POST", "/webhook", &market_alert("before", "0.001"));
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("placed")),
-        "{body}"
-    );
+    let up = up_and_trading(&spin, &sim, None);
 
     // Another process holds the database's exclusive lock for 8 s (rusqlite in Spin waits
     // up to 5 s per lock, then fails).
