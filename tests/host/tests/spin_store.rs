@@ -429,10 +429,14 @@ fn on_a_real_spin_an_accepted_alert_makes_few_store_calls() {
             1,
             "a duplicate reads one key"
         );
-        totals.push(accepted.values().sum::<u64>());
+        // An alert that ran the pruning pass after its answer (one in eight) is left out.
+        if !accepted.contains_key("keys") && !accepted.contains_key("del") {
+            totals.push(accepted.values().sum::<u64>());
+        }
     }
     // Before the answer: 2 record reads, the minute's count, the claim, 1 or 2 claim
     // counters, the cached pair (6 or 7); after it, the record (read, write) and, on one
-    // alert in eight, the pruning pass (the key listing and its deletions).
+    // alert in eight, the pruning pass (left out here).
+    assert!(totals.len() >= 6, "{totals:?}");
     assert!(totals.iter().all(|t| (8..=9).contains(t)), "{totals:?}");
 }
