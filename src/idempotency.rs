@@ -103,20 +103,28 @@ impl DedupeKey {
     /// both are within a second of it and share both counters. So at most one owns the
     /// alert. Deliveries a lifetime apart (at least two slots) share none, so an alert seen
     /// again after its lifetime is never blocked by the counters of the first one.
+    ///
+    /// The counters come in slot order, and a delivery increments them in that order and
+    /// stops at the first that is not 1. Every delivery follows one order, so some delivery
+    /// always owns the alert: a delivery that loses a counter lost it to one that came first
+    /// and goes on to later counters only. In arrival order, one delivery on each side of an
+    /// edge could each win its own slot's counter, then lose the other's: both would lose,
+    /// and nothing would trade.
     pub fn claim_keys(&self, started_ms: u64) -> Vec<String> {
         let slot_ms = CLAIM_SLOT_SECS * 1_000;
         let slot = started_ms / slot_ms;
         let into = started_ms % slot_ms;
         let key = self.as_store_key();
         let name = |s: u64| format!("{CLAIM_PREFIX}{CLAIM_SLOT_SECS}:{s}:{key}");
-        let mut keys = vec![name(slot)];
+        let mut slots = Vec::with_capacity(2);
         if into < CLAIM_WINDOW_MS && slot > 0 {
-            keys.push(name(slot - 1));
+            slots.push(slot - 1);
         }
+        slots.push(slot);
         if into + CLAIM_WINDOW_MS >= slot_ms {
-            keys.push(name(slot + 1));
+            slots.push(slot + 1);
         }
-        keys
+        slots.into_iter().map(name).collect()
     }
 
     /// The filters that would name this key had its record been forgotten: the same time
@@ -429,6 +437,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn id_wins_over_body() {
@@ -607,6 +616,75 @@ mod tests {
         assert!(false_hits < 300, "{false_hits} of 10,000");
     }
 
+    /// Every interleaving of the counter increments of `arrivals` (ms): how many own the
+    /// alert, for each interleaving. A delivery increments its counters in order, stops at
+    /// the first that is not 1, and owns the alert when every one was 1.
+    fn owners_in_every_interleaving(k: &DedupeKey, arrivals: &[u64]) -> Vec<usize> {
+        fn explore(
+            keys: &[Vec<String>],
+            next: &mut Vec<usize>,
+            lost: &mut Vec<bool>,
+            counters: &mut BTreeMap<String, i64>,
+            out: &mut Vec<usize>,
+        ) {
+            let mut moved = false;
+            for d in 0..keys.len() {
+                if lost[d] || next[d] == keys[d].len() {
+                    continue;
+                }
+                moved = true;
+                let key = &keys[d][next[d]];
+                *counters.entry(key.clone()).or_default() += 1;
+                let won = counters[key] == 1;
+                next[d] += 1;
+                lost[d] = !won;
+                explore(keys, next, lost, counters, out);
+                lost[d] = false;
+                next[d] -= 1;
+                *counters.get_mut(key).unwrap() -= 1;
+            }
+            if !moved {
+                out.push((0..keys.len()).filter(|&d| !lost[d]).count());
+            }
+        }
+        let keys: Vec<Vec<String>> = arrivals.iter().map(|&t| k.claim_keys(t)).collect();
+        let mut out = Vec::new();
+        explore(
+            &keys,
+            &mut vec![0; keys.len()],
+            &mut vec![false; keys.len()],
+            &mut BTreeMap::new(),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn deliveries_across_a_slot_edge_leave_exactly_one_owner_in_every_interleaving() {
+        let k = DedupeKey::new(Some("a"), b"");
+        let edge = 1_010_000;
+        // Seen on a fleet: deliveries a few ms either side of an edge, each winning its own
+        // slot's counter and losing the other's, left no owner (and answered `in flight`).
+        let cases: &[&[u64]] = &[
+            &[edge - 5, edge + 5],
+            &[edge + 5, edge - 5],
+            &[edge - 5, edge + 5, edge - 1, edge + 1],
+            &[edge - 999, edge, edge + 998],
+            &[edge - 400, edge + 600],
+            &[edge + 999, edge + 1_000, edge + 1_500],
+            &[edge - 1_001, edge - 1_000, edge - 2],
+            &[edge + 4_000, edge + 4_500, edge + 4_999],
+        ];
+        for arrivals in cases {
+            let owners = owners_in_every_interleaving(&k, arrivals);
+            assert!(owners.len() > 1, "{arrivals:?}");
+            assert!(
+                owners.iter().all(|&n| n == 1),
+                "{arrivals:?}: owners per interleaving {owners:?}"
+            );
+        }
+    }
+
     #[test]
     fn simultaneous_deliveries_share_a_claim_counter_later_alerts_do_not() {
         let k = DedupeKey::new(Some("a"), b"");
@@ -614,7 +692,7 @@ mod tests {
         assert_eq!(k.claim_keys(1_005_000), ["dc:10:100:id:a".to_string()]);
         assert_eq!(
             k.claim_keys(1_000_400),
-            ["dc:10:100:id:a".to_string(), "dc:10:99:id:a".into()]
+            ["dc:10:99:id:a".to_string(), "dc:10:100:id:a".into()]
         );
         assert_eq!(
             k.claim_keys(1_009_000),

@@ -9,7 +9,7 @@
 //!   └ none ─▶ [forgotten-keys filters: may name it ─▶ look up first]
 //!        ─▶ count the minute (increment) ─ over the limit ─────────────▶ 429
 //!        ─▶ write an in-flight record ─ slower than CLAIM_WINDOW_MS ──▶ 503, released
-//!        ─▶ increment the claim counters (1, or 2 near a slot's edge) ─ all 1 ─▶ trade
+//!        ─▶ increment the claim counters in slot order (1, or 2 near a slot's edge) ─ all 1 ─▶ trade
 //!                                            └ more ─▶ read the record ─▶ 200 duplicate
 //! any store failure or time-out on the way ──────────────────────▶ 503, released
 //! an in-flight record whose owner's request has ended, not yet stale ─▶ 503
