@@ -90,6 +90,30 @@ where
     out
 }
 
+/// One alert delivered as TradingView delivers it: to `hosts[first]`, then, while the answer
+/// is a 5xx other than 504, resent 5 s later, at most three times, each resend to the next
+/// host (TradingView resends to the URL, which any instance may serve). The exchanges, first
+/// to last.
+pub async fn deliver_like_tradingview(
+    hosts: Vec<SpinHost>,
+    first: usize,
+    body: String,
+) -> Vec<Exchange> {
+    let mut exchanges: Vec<Exchange> = Vec::new();
+    loop {
+        let host = &hosts[(first + exchanges.len()) % hosts.len()];
+        let ex = host
+            .handle(post(body.clone(), &[("content-type", "text/plain")]))
+            .await;
+        let resent = (500..600).contains(&ex.status) && ex.status != 504;
+        exchanges.push(ex);
+        if !resent || exchanges.len() == 4 {
+            return exchanges;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+}
+
 /// `POST /webhook` with `body` and headers.
 pub fn post(body: impl Into<Bytes>, headers: &[(&str, &str)]) -> http::Request<Bytes> {
     let mut req = http::Request::post("/webhook");
