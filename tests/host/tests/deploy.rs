@@ -1236,7 +1236,8 @@ fn readme_spin_fleet_commands_share_one_redis_store() {
 
 /// The README's two `spin up` instances on one Redis (spin.local.toml instead of spin.toml,
 /// so that they trade on the simulator; free ports; the test's Redis): an alert placed
-/// through the first is a duplicate through the second.
+/// through the first is a duplicate through the second, and deliveries straddling a claim
+/// slot's edge on both instances trade once.
 #[test]
 fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
     let ups = readme_spin_fleet();
@@ -1318,6 +1319,74 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
         add_orders, 1,
         "the second instance found the first's record in Redis"
     );
+
+    // Deliveries 2 and 1 ms before a claim slot's edge, at it and 1 ms after, alternating
+    // between the two instances (on Spin a store call takes a few ms, so the sides overlap): each
+    // side increments both slots' counters, and exactly one delivery must still own the
+    // alert (in arrival order, both sides could lose, and nothing traded). A `503` is resent
+    // as TradingView resends it: 5 s later, at most three times.
+    let slot_ms = tv_kraken_bridge::idempotency::CLAIM_SLOT_SECS * 1_000;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    for r in 0..3 {
+        let id = format!("readme-edge-{r}");
+        let alert = common::market_alert(&id, "0.001");
+        let edge = (now_ms() / slot_ms + 1) * slot_ms;
+        let threads: Vec<_> = [-2i64, -1, 0, 1]
+            .into_iter()
+            .enumerate()
+            .map(|(i, offset)| {
+                let addrs: Vec<SocketAddr> = instances.iter().map(|(_, a)| *a).collect();
+                let alert = alert.clone();
+                let at = edge.saturating_add_signed(offset);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
+                    let mut answers = Vec::new();
+                    loop {
+                        let addr = addrs[(i + answers.len()) % addrs.len()];
+                        let (status, body) = http(addr, "POST", "/webhook", &alert);
+                        answers.push((status, body));
+                        if status != 503 || answers.len() == 4 {
+                            return answers;
+                        }
+                        std::thread::sleep(Duration::from_secs(5));
+                    }
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, String)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let cl = common::cl_ord_id_for_id(&id);
+        let orders = sim
+            .orders()
+            .into_iter()
+            .filter(|o| o.cl_ord_id.as_deref() == Some(cl.as_str()))
+            .count();
+        assert_eq!(
+            orders, 1,
+            "edge {r}: {orders} orders; the answers: {answers:#?}"
+        );
+        let placed = answers
+            .iter()
+            .filter(|(status, body)| *status == 200 && body.contains("\"status\":\"placed\""))
+            .count();
+        assert_eq!(placed, 1, "edge {r}: {answers:#?}");
+        for (status, body) in &answers {
+            assert!(
+                *status == 503
+                    || body.contains("\"status\":\"duplicate\"")
+                    || body.contains("\"status\":\"placed\""),
+                "edge {r}: {status} {body}"
+            );
+        }
+    }
+
     for (group, _) in &instances {
         assert_no_secret(&group.output());
     }
