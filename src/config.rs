@@ -63,6 +63,21 @@ pub const SECRET_SETTINGS: &[&str] = &[
 /// The minimum length of the webhook secret, in bytes (contract 2.1, item 5).
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
 
+/// The minimum length of every other secret, in bytes (issue: secrets that cannot be
+/// masked).
+///
+/// A configured secret's value is masked wherever it appears in outgoing text, even inside
+/// another string (contract 4). A short value also appears inside what the bridge itself
+/// writes: a `kraken_otp` of `0` turned a `cl_ord_id`, a txid and the version into
+/// `f***7a3…`, `OBZKKP-…***` and `***.1.***`. Masking less would let the value through;
+/// masking as the contract says corrupts the identifiers an operator needs. So a secret
+/// shorter than this is a configuration error: the bridge never uses it (no alert trades on
+/// an unusable configuration), and, never used, it is not searched for in outgoing text.
+/// At 12 bytes even a value of decimal digits (10^12 of them) appears by chance in about
+/// one answer in 10^9 (an answer carries a few hundred characters); Kraken's own keys are 56
+/// and 88 characters, and a key's 2FA password can be as long as the trader likes.
+pub const MIN_SECRET_BYTES: usize = 12;
+
 /// The Kraken origin used when `kraken_api_url` is unset.
 pub const DEFAULT_KRAKEN_API_URL: &str = "https://api.kraken.com";
 
@@ -208,6 +223,18 @@ impl Config {
             }
         };
         let kraken_otp = get("kraken_otp").map(Secret::new);
+        let short = format!(
+            "shorter than {MIN_SECRET_BYTES} bytes: too short to keep out of logs and answers"
+        );
+        for (name, value) in [
+            ("kraken_api_key", &kraken_api_key),
+            ("kraken_api_secret", &kraken_api_secret),
+            ("kraken_otp", &kraken_otp),
+        ] {
+            if matches!(value, Some(s) if !s.has_at_least(MIN_SECRET_BYTES)) {
+                problems.push(problem(name, short.clone()));
+            }
+        }
 
         let kraken_api_url = match get("kraken_api_url") {
             None => DEFAULT_KRAKEN_API_URL.to_string(),
@@ -355,6 +382,8 @@ impl Config {
                 let url = url.trim().to_string();
                 if let Err(reason) = crate::notify::check_url(&url) {
                     problems.push(problem("notify_url", reason));
+                } else if url.len() < MIN_SECRET_BYTES {
+                    problems.push(problem("notify_url", short.clone()));
                 }
                 if format == Some(crate::notify::Format::Telegram) && notify_chat_id.is_none() {
                     problems.push(problem(
@@ -425,7 +454,8 @@ impl Config {
         self.problems.is_empty()
     }
 
-    /// Every configured secret, for redaction of outgoing text.
+    /// Every configured secret, for redaction of outgoing text: all but those shorter than
+    /// [`MIN_SECRET_BYTES`], which make the configuration unusable and are never used.
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
         [
             &self.webhook_secret,
@@ -437,6 +467,7 @@ impl Config {
         .into_iter()
         .flatten()
         .chain(self.notify.as_ref().map(|n| &n.url))
+        .filter(|s| s.has_at_least(MIN_SECRET_BYTES))
     }
 }
 
@@ -487,7 +518,7 @@ mod tests {
 
     const GOOD: &[(&str, &str)] = &[
         ("webhook_secret", "0123456789abcdef0123456789abcdef"),
-        ("kraken_api_key", "key"),
+        ("kraken_api_key", "kraken-api-key-0123"),
         (
             "kraken_api_secret",
             "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==",
@@ -586,7 +617,31 @@ mod tests {
 
     #[test]
     fn secrets_lists_every_configured_secret() {
-        let c = with(&[("kraken_otp", "123456")]);
+        let c = with(&[("kraken_otp", "otp-123456-abcdef")]);
+        assert!(c.is_usable(), "{:?}", c.problems);
         assert_eq!(c.secrets().count(), 4);
+    }
+
+    #[test]
+    fn a_secret_too_short_to_mask_is_a_configuration_error_never_used() {
+        for otp in ["0", "1234", "12345678901"] {
+            let c = with(&[("kraken_otp", otp)]);
+            assert!(!c.is_usable(), "{otp}");
+            let p: Vec<_> = c.problems.iter().map(|p| p.setting).collect();
+            assert_eq!(p, ["kraken_otp"], "{otp}");
+            assert!(!c.problems[0].reason.contains(otp), "{otp}");
+            // Not searched for in outgoing text: the three others only.
+            assert_eq!(c.secrets().count(), 3, "{otp}");
+        }
+        assert!(with(&[("kraken_otp", "123456789012")]).is_usable());
+        let c = with(&[("kraken_api_key", "k")]);
+        assert_eq!(c.problems[0].setting, "kraken_api_key");
+        let c = with(&[("kraken_api_secret", "a2V5")]);
+        assert_eq!(c.problems[0].setting, "kraken_api_secret");
+        let c = with(&[("notify_url", "http://a.b/")]);
+        assert_eq!(
+            c.problems.iter().map(|p| p.setting).collect::<Vec<_>>(),
+            ["notify_url"]
+        );
     }
 }

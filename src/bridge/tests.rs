@@ -588,6 +588,48 @@ fn short_secret_is_a_configuration_error() {
 }
 
 #[test]
+fn a_kraken_otp_too_short_to_mask_is_named_and_corrupts_nothing() {
+    // A key's 2FA password can be anything; masked wherever it appeared, `0` turned the
+    // version into `***.1.***` and a txid into `OBZKKP-…***`.
+    for otp in ["0", "1234"] {
+        let cfg = config(&[
+            ("kraken_otp", otp),
+            ("notify_url", "https://chat.example/hooks/abcdef-0123"),
+        ]);
+        let health = done(handle(cfg.clone(), host(), get("/health")));
+        assert_eq!(health.response.status, 503, "{otp}");
+        let h = body(&health);
+        assert_eq!(h["status"], "misconfigured");
+        assert_eq!(h["problems"][0]["setting"], "kraken_otp", "{otp}");
+        assert_eq!(h["version"], env!("CARGO_PKG_VERSION"), "{otp}");
+        // Never used: an authenticated alert trades nothing.
+        let d = done(handle(cfg.clone(), host(), post(LIMIT, &[])));
+        assert_eq!(
+            (d.response.status, body(&d)),
+            (503, json!({"error":"misconfigured"})),
+            "{otp}"
+        );
+        assert_eq!(events(&d), ["config_error"]);
+        let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
+        assert_eq!(line["problems"], json!(["kraken_otp"]), "{otp}");
+        assert_eq!(line["request_id"], "req-1", "{otp}");
+        let mut texts = vec![
+            String::from_utf8_lossy(&health.response.body).into_owned(),
+            String::from_utf8_lossy(&d.response.body).into_owned(),
+        ];
+        texts.extend(d.log.iter().chain(&health.log).map(|l| l.text.clone()));
+        texts.extend(
+            d.notices
+                .iter()
+                .map(|n| String::from_utf8_lossy(&n.call.body).into_owned()),
+        );
+        for text in &texts {
+            assert!(!text.contains("***"), "{otp}: {text}");
+        }
+    }
+}
+
+#[test]
 fn health_and_config_endpoints() {
     let fetch = |path: &str, cfg: Config| done(handle(cfg, host(), get(path)));
     let h = fetch("/health", config(&[]));
@@ -602,7 +644,10 @@ fn health_and_config_endpoints() {
     assert_eq!(fetch("/config", config(&[])).response.status, 404);
     let c = fetch(
         "/config",
-        config(&[("environment", "development"), ("kraken_otp", "999999")]),
+        config(&[
+            ("environment", "development"),
+            ("kraken_otp", "999999-otp-value"),
+        ]),
     );
     assert_eq!(c.response.status, 200);
     let cb = body(&c);
@@ -612,7 +657,7 @@ fn health_and_config_endpoints() {
     assert_eq!(cb["webhook_secret_previous"], Value::Null);
     assert_eq!(cb["kraken_api_url"], "http://127.0.0.1:18081");
     let text = String::from_utf8_lossy(&c.response.body);
-    for s in [WEBHOOK_SECRET, API_KEY, API_SECRET, "999999"] {
+    for s in [WEBHOOK_SECRET, API_KEY, API_SECRET, "999999-otp-value"] {
         assert!(!text.contains(s));
     }
 }

@@ -25,7 +25,7 @@
 //!
 //! let sim = Sim::start(SimOptions::default());
 //! sim.push_fault(Fault::on("AddOrder", FaultKind::DropAfterBook));
-//! // … point the client at sim.url() with key `sim-api-key` …
+//! // … point the client at sim.url() with key `sim-api-key-local` …
 //! assert!(sim.orders().len() <= 1);
 //!
 //! // Kraken's REST rate limit, with time under the test's control.
@@ -33,7 +33,7 @@
 //! sim.freeze_clock();
 //! // … 15 `Balance` calls pass, the 16th is refused …
 //! sim.advance_clock(1.0 / 0.33); // … and one more passes.
-//! assert!(sim.rest_counter("sim-api-key") <= 15.0);
+//! assert!(sim.rest_counter("sim-api-key-local") <= 15.0);
 //! ```
 
 pub mod errors;

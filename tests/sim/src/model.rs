@@ -96,7 +96,7 @@ impl fmt::Debug for Account {
 
 impl Account {
     /// API key of [`Account::test_default`].
-    pub const TEST_API_KEY: &'static str = "sim-api-key";
+    pub const TEST_API_KEY: &'static str = "sim-api-key-local";
     /// API secret of [`Account::test_default`]: the secret of Kraken's
     /// published signing example, so its official vector verifies.
     pub const TEST_API_SECRET: &'static str =
@@ -132,7 +132,7 @@ impl Account {
         self
     }
 
-    /// `sim-api-key` with the official example secret and ZUSD 100000,
+    /// `sim-api-key-local` with the official example secret and ZUSD 100000,
     /// XXBT 2, XETH 20, SOL 500, XXDG 100000, ZEUR 50000, ADA 100000,
     /// USDT 50000.
     pub fn test_default() -> Self {

@@ -307,7 +307,7 @@ fn unknown_key_missing_sign_unknown_method() {
         client.addr,
         "POST",
         &s.path,
-        &[("API-Key", "sim-api-key")],
+        &[("API-Key", "sim-api-key-local")],
         s.body.as_bytes(),
         T,
     )
@@ -1023,7 +1023,10 @@ fn control_lists_and_clears_faults_and_shows_balances() {
     // The open limit buy holds 0.1 × 37500 (plus the fee).
     assert_ne!(balances["ZUSD"]["hold_trade"], "0.0000");
     assert_eq!(balances["XXBT"]["hold_trade"], "0.0000000000");
-    assert_eq!(c.get("/_sim/balances?api_key=sim-api-key").json(), balances);
+    assert_eq!(
+        c.get("/_sim/balances?api_key=sim-api-key-local").json(),
+        balances
+    );
     assert_eq!(c.get("/_sim/balances?api_key=nobody").status, 400);
 }
 

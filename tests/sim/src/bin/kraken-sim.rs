@@ -7,7 +7,7 @@
 //! kraken-sim --print-asset-pairs N
 //! ```
 //!
-//! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key` and
+//! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key-local` and
 //! Kraken's published example secret), no REST rate limit, the small pair
 //! table, a key with every permission. `SIM_API_KEY` / `SIM_API_SECRET` /
 //! `SIM_OTP` / `SIM_RATE_TIER` / `SIM_PAIRS` / `SIM_PERMISSIONS` are read when

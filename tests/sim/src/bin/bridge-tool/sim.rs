@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn the_tier_view_leaves_out_the_per_key_counters() {
-        let rate = json!({"tier": "starter", "rate_limited": 0, "counters": {"sim-api-key": 1.0}});
+        let rate =
+            json!({"tier": "starter", "rate_limited": 0, "counters": {"sim-api-key-local": 1.0}});
         assert_eq!(tier_of(rate), json!({"tier": "starter", "rate_limited": 0}));
     }
 }
