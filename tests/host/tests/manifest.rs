@@ -105,7 +105,7 @@ fn declared_defaults_are_a_usable_configuration() {
     let vars = m["variables"].as_table().unwrap().clone();
     let config = Config::from_lookup(|name| match name {
         "webhook_secret" => Some("0123456789abcdef0123456789abcdef".into()),
-        "kraken_api_key" => Some("key".into()),
+        "kraken_api_key" => Some("kraken-api-key-0123".into()),
         "kraken_api_secret" => Some(kraken_sim::Account::TEST_API_SECRET.into()),
         _ => vars.get(name)?.get("default")?.as_str().map(str::to_string),
     });
