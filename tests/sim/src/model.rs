@@ -80,6 +80,10 @@ pub struct Account {
     /// that needs a permission the key lacks answers
     /// `EGeneral:Permission denied`.
     pub permissions: BTreeSet<Permission>,
+    /// Further keys of the same Kraken account, `(api_key, api_secret)`:
+    /// each with its own nonce sequence and REST counter, the account's
+    /// `otp` and permissions, sharing its orders and balances.
+    pub more_keys: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Account {
@@ -90,6 +94,10 @@ impl fmt::Debug for Account {
             .field("otp", &self.otp.as_ref().map(|_| "<redacted>"))
             .field("balances", &self.balances)
             .field("permissions", &self.permissions)
+            .field(
+                "more_keys",
+                &self.more_keys.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -110,7 +118,15 @@ impl Account {
             otp: None,
             balances: BTreeMap::new(),
             permissions: Permission::ALL.into_iter().collect(),
+            more_keys: Vec::new(),
         }
+    }
+
+    /// Adds a further key of this account (its own nonces and REST counter,
+    /// the account's orders and balances).
+    pub fn with_key(mut self, api_key: impl Into<String>, api_secret: impl Into<String>) -> Self {
+        self.more_keys.push((api_key.into(), api_secret.into()));
+        self
     }
 
     /// Gives the key exactly these permissions.
@@ -153,6 +169,10 @@ impl Account {
 pub struct AccountState {
     /// Public API key.
     pub api_key: String,
+    /// The account's first key: the account's orders and balances are kept
+    /// under it, whichever of its keys placed or moved them (itself for a
+    /// first key).
+    pub owner: String,
     secret: Vec<u8>,
     /// Required `otp`, if any.
     pub otp: Option<String>,
@@ -737,7 +757,8 @@ pub enum OrderStatus {
 pub struct BookedOrder {
     /// Kraken txid, `XXXXXX-XXXXX-XXXXXX`.
     pub txid: String,
-    /// API key of the account that placed it.
+    /// The first key of the account that placed it, whichever of the
+    /// account's keys sent the `AddOrder`.
     pub api_key: String,
     /// All `AddOrder` parameters as received (including `nonce`).
     pub params: Params,
@@ -1235,21 +1256,31 @@ impl Exchange {
     pub fn new(accounts: &[Account]) -> anyhow::Result<Self> {
         let mut map = BTreeMap::new();
         for a in accounts {
-            let secret = sign::decode_secret(&a.api_secret).map_err(|err| {
-                anyhow::anyhow!("API secret of {:?} is not base64: {err}", a.api_key)
-            })?;
-            map.insert(
-                a.api_key.clone(),
-                AccountState {
-                    api_key: a.api_key.clone(),
+            let keys = std::iter::once((&a.api_key, &a.api_secret))
+                .chain(a.more_keys.iter().map(|(k, s)| (k, s)));
+            for (i, (api_key, api_secret)) in keys.enumerate() {
+                let secret = sign::decode_secret(api_secret).map_err(|err| {
+                    anyhow::anyhow!("API secret of {api_key:?} is not base64: {err}")
+                })?;
+                let state = AccountState {
+                    api_key: api_key.clone(),
+                    owner: a.api_key.clone(),
                     secret,
                     otp: a.otp.clone(),
                     last_nonce: 0,
-                    balances: a.balances.clone(),
+                    // Kept under the first key only.
+                    balances: if i == 0 {
+                        a.balances.clone()
+                    } else {
+                        BTreeMap::new()
+                    },
                     rest: RestCounter::default(),
                     permissions: a.permissions.clone(),
-                },
-            );
+                };
+                if map.insert(api_key.clone(), state).is_some() {
+                    anyhow::bail!("API key {api_key:?} is configured twice");
+                }
+            }
         }
         Ok(Self {
             accounts: map,
@@ -1344,9 +1375,18 @@ impl Exchange {
         self.last_prices.get(id).copied()
     }
 
+    /// The first key of the account `api_key` belongs to (`api_key` itself
+    /// when it is unknown): where the account's orders and balances are kept.
+    pub fn owner<'a>(&'a self, api_key: &'a str) -> &'a str {
+        self.accounts
+            .get(api_key)
+            .map_or(api_key, |a| a.owner.as_str())
+    }
+
     /// Sets an account's balance of an asset; false if the key is unknown.
     pub fn set_balance(&mut self, api_key: &str, asset: &str, value: Decimal) -> bool {
-        match self.accounts.get_mut(api_key) {
+        let owner = self.owner(api_key).to_string();
+        match self.accounts.get_mut(&owner) {
             Some(a) => {
                 a.balances.insert(asset.to_string(), value);
                 true
@@ -1376,13 +1416,13 @@ impl Exchange {
     pub fn balances_json(&self, api_key: &str) -> Option<Value> {
         self.accounts
             .contains_key(api_key)
-            .then(|| self.balance_ex_json(api_key))
+            .then(|| self.balance_ex_json(self.owner(api_key)))
     }
 
     /// An account's balance of an asset (including held funds).
     pub fn balance(&self, api_key: &str, asset: &str) -> Decimal {
         self.accounts
-            .get(api_key)
+            .get(self.owner(api_key))
             .and_then(|a| a.balances.get(asset).copied())
             .unwrap_or_default()
     }
@@ -1391,7 +1431,7 @@ impl Exchange {
     pub fn held(&self, api_key: &str, asset: &str) -> Decimal {
         self.orders
             .iter()
-            .filter(|o| o.api_key == api_key && o.is_open() && o.hold_asset == asset)
+            .filter(|o| o.api_key == self.owner(api_key) && o.is_open() && o.hold_asset == asset)
             .map(|o| o.hold)
             .sum()
     }
@@ -1565,7 +1605,8 @@ impl Exchange {
             rec.rest_counter = Some(level + cost);
         }
         account.last_nonce = nonce;
-        let key = account.api_key.clone();
+        // Orders and balances are the account's, whichever key asks.
+        let key = account.owner.clone();
         let needed = Permission::for_method(method);
         let permitted = needed.is_empty() || needed.iter().any(|p| account.permissions.contains(p));
         match fault {

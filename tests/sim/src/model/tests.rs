@@ -2304,3 +2304,126 @@ fn realistic_ticker_and_orders_on_generated_pairs() {
     ]);
     assert_eq!(h.ex.order(&txid).unwrap().status, OrderStatus::Closed);
 }
+
+// ---- several keys per account, several accounts ------------------------------------------
+
+const KEY2: &str = "sim-api-key-second";
+const OTHER: &str = "sim-api-key-other-account";
+
+/// A correctly signed call with `key` (every key here shares the test secret) and its own
+/// `nonce`.
+fn call_with(
+    h: &mut Harness,
+    key: &str,
+    nonce: u64,
+    method: &str,
+    fields: &[(&str, &str)],
+) -> Outcome {
+    let nonce = nonce.to_string();
+    let mut all = vec![("nonce", nonce.as_str())];
+    all.extend_from_slice(fields);
+    let body = form_encode(&all);
+    let path = format!("/0/private/{method}");
+    let sig = sign::sign(&Harness::secret(), &path, &nonce, body.as_bytes());
+    h.raw(&path, Some(key), Some(&sig), None, body.as_bytes())
+}
+
+fn two_keys_and_another_account() -> Harness {
+    let first = Account::test_default().with_key(KEY2, Account::TEST_API_SECRET);
+    let other = Account::new(OTHER, Account::TEST_API_SECRET).with_balance("ZUSD", "1000");
+    Harness {
+        ex: Exchange::new(&[first, other]).unwrap(),
+        nonce: 1_000,
+        now: NOW,
+    }
+}
+
+#[test]
+fn each_key_of_an_account_has_its_own_nonces_and_rest_counter() {
+    let mut h = two_keys_and_another_account();
+    h.ex.set_rate_tier(Some(RateTier::Starter));
+    // The second key's nonces start afresh, below the first key's.
+    let r = call_with(&mut h, KEY, 5_000, "Balance", &[]);
+    assert!(r.reply().unwrap().errors().is_empty());
+    let r = call_with(&mut h, KEY2, 10, "Balance", &[]);
+    assert!(
+        r.reply().unwrap().errors().is_empty(),
+        "{:?}",
+        r.reply().unwrap().body
+    );
+    // And each key refuses its own replays only.
+    let r = call_with(&mut h, KEY2, 10, "Balance", &[]);
+    assert_eq!(r.reply().unwrap().errors(), [e::INVALID_NONCE]);
+    let r = call_with(&mut h, KEY, 11, "Balance", &[]);
+    assert_eq!(r.reply().unwrap().errors(), [e::INVALID_NONCE]);
+    assert_eq!(h.ex.rest_counter(KEY, NOW), 1.0);
+    assert_eq!(h.ex.rest_counter(KEY2, NOW), 1.0);
+    assert_eq!(h.ex.owner(KEY2), KEY);
+}
+
+#[test]
+fn the_keys_of_an_account_share_its_orders_and_balances() {
+    let mut h = two_keys_and_another_account();
+    let usd = h.ex.balance(KEY, "ZUSD");
+    let order = [
+        ("pair", "XBTUSD"),
+        ("type", "buy"),
+        ("ordertype", "market"),
+        ("volume", "0.01"),
+        ("cl_ord_id", "shared-cl-ord-id"),
+    ];
+    let r = call_with(&mut h, KEY2, 1, "AddOrder", &order);
+    let txid = r.reply().unwrap().result().unwrap()["txid"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Filled at once; the account's balance moved, seen through either key.
+    assert!(h.ex.balance(KEY, "ZUSD") < usd);
+    assert_eq!(h.ex.balance(KEY2, "ZUSD"), h.ex.balance(KEY, "ZUSD"));
+    // A look-up by cl_ord_id works with the other key.
+    let r = call_with(
+        &mut h,
+        KEY,
+        1,
+        "ClosedOrders",
+        &[("cl_ord_id", "shared-cl-ord-id")],
+    );
+    let closed = r.reply().unwrap().result().unwrap();
+    assert!(closed["closed"].get(&txid).is_some(), "{closed}");
+    let r = call_with(&mut h, KEY, 2, "QueryOrders", &[("txid", &txid)]);
+    assert!(r.reply().unwrap().errors().is_empty());
+    // The other account sees none of it, and its own cl_ord_id space is its own.
+    let r = call_with(&mut h, OTHER, 1, "QueryOrders", &[("txid", &txid)]);
+    assert_eq!(r.reply().unwrap().errors(), [e::UNKNOWN_ORDER]);
+    assert_eq!(h.ex.balance(OTHER, "ZUSD"), Decimal::from(1000));
+}
+
+#[test]
+fn an_open_cl_ord_id_is_unique_across_the_keys_of_an_account_not_across_accounts() {
+    let mut h = two_keys_and_another_account();
+    let resting = [
+        ("pair", "XBTUSD"),
+        ("type", "buy"),
+        ("ordertype", "limit"),
+        ("price", "1000"),
+        ("volume", "0.01"),
+        ("cl_ord_id", "resting-one"),
+    ];
+    let r = call_with(&mut h, KEY, 1, "AddOrder", &resting);
+    assert!(r.reply().unwrap().errors().is_empty());
+    let r = call_with(&mut h, KEY2, 1, "AddOrder", &resting);
+    assert_eq!(r.reply().unwrap().errors(), [e::DUPLICATE_ORDER]);
+    let r = call_with(&mut h, OTHER, 1, "AddOrder", &resting);
+    assert!(
+        r.reply().unwrap().errors().is_empty(),
+        "{:?}",
+        r.reply().unwrap().body
+    );
+    assert_eq!(h.ex.orders.len(), 2);
+}
+
+#[test]
+fn a_key_configured_twice_is_refused() {
+    let a = Account::test_default().with_key(KEY, Account::TEST_API_SECRET);
+    assert!(Exchange::new(&[a]).is_err());
+}
