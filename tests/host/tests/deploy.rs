@@ -1325,17 +1325,10 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
     // side increments both slots' counters, and exactly one delivery must still own the
     // alert (in arrival order, both sides could lose, and nothing traded). A `503` is resent
     // as TradingView resends it: 5 s later, at most three times.
-    let slot_ms = tv_kraken_bridge::idempotency::CLAIM_SLOT_SECS * 1_000;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
     for r in 0..3 {
         let id = format!("readme-edge-{r}");
         let alert = common::market_alert(&id, "0.001");
-        let edge = (now_ms() / slot_ms + 1) * slot_ms;
+        let edge = common::next_claim_slot_edge_ms();
         let threads: Vec<_> = [-2i64, -1, 0, 1]
             .into_iter()
             .enumerate()
@@ -1344,7 +1337,7 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
                 let alert = alert.clone();
                 let at = edge.saturating_add_signed(offset);
                 std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(at.saturating_sub(now_ms())));
+                    std::thread::sleep(Duration::from_millis(at.saturating_sub(common::now_ms())));
                     let mut answers = Vec::new();
                     loop {
                         let addr = addrs[(i + answers.len()) % addrs.len()];

@@ -221,18 +221,11 @@ async fn deliveries_straddling_a_claim_slot_edge_trade_once() {
     let (store, _) = store(Backend::Memory).unwrap();
     let sim = sim();
     let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
-    let slot_ms = tv_kraken_bridge::idempotency::CLAIM_SLOT_SECS * 1_000;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
     let mut resent = 0;
     for r in 0..6 {
         let id = format!("edge-{r}");
         let body = market_alert(&id, "0.0001");
-        let edge = (now_ms() / slot_ms + 1) * slot_ms;
+        let edge = next_claim_slot_edge_ms();
         let jobs = [-6i64, -2, 2, 6]
             .into_iter()
             .enumerate()
@@ -529,24 +522,32 @@ async fn volume(store: KeyValueStore, extra: &[(&str, &str)], what: &str) {
     vars.extend_from_slice(extra);
     let hosts = fleet(&sim, &store, INSTANCES, &vars);
     let capped = extra.iter().any(|(k, _)| *k == "state_max_keys");
-    let mut refused: Vec<String> = Vec::new();
     let started = Instant::now();
     let ids: Vec<String> = (0..ALERTS).map(|i| format!("vol-{i:04}")).collect();
-    for (n, chunk) in ids.chunks(AT_ONCE).enumerate() {
-        let deliveries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, id)| ((n + i) % INSTANCES, market_alert(id, "0.0001")))
-            .collect();
-        for (id, ex) in chunk.iter().zip(at_once(&hosts, deliveries).await) {
-            match read_answer(&ex, &cl_ord_id_for_id(id)) {
-                // A store whose key cap is full refuses the claim, and a claim that misses
-                // its window on a loaded machine is refused too: nothing placed.
-                Answer::Retryable => refused.push(id.clone()),
-                answer => assert_eq!(answer.kind(), "placed", "{what} {id}:\n{ex}"),
+    // `AT_ONCE` alerts at a time over the fleet: every one placed, or refused with a `503`
+    // (a store whose key cap is full refuses the claim, and a claim that misses its window
+    // on a loaded machine is refused too: nothing placed). The refused ones.
+    let pass = |ids: Vec<String>| {
+        let hosts = &hosts;
+        async move {
+            let mut refused = Vec::new();
+            for (n, chunk) in ids.chunks(AT_ONCE).enumerate() {
+                let deliveries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| ((n + i) % INSTANCES, market_alert(id, "0.0001")))
+                    .collect();
+                for (id, ex) in chunk.iter().zip(at_once(hosts, deliveries).await) {
+                    match read_answer(&ex, &cl_ord_id_for_id(id)) {
+                        Answer::Retryable => refused.push(id.clone()),
+                        answer => assert_eq!(answer.kind(), "placed", "{what} {id}:\n{ex}"),
+                    }
+                }
             }
+            refused
         }
-    }
+    };
+    let mut refused = pass(ids.clone()).await;
     let refused_first = refused.len();
     // TradingView resends a 503 after 5 s, up to three times.
     for _ in 0..3 {
@@ -554,20 +555,7 @@ async fn volume(store: KeyValueStore, extra: &[(&str, &str)], what: &str) {
             break;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let again = std::mem::take(&mut refused);
-        for (n, chunk) in again.chunks(AT_ONCE).enumerate() {
-            let deliveries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, id)| ((n + i) % INSTANCES, market_alert(id, "0.0001")))
-                .collect();
-            for (id, ex) in chunk.iter().zip(at_once(&hosts, deliveries).await) {
-                match read_answer(&ex, &cl_ord_id_for_id(id)) {
-                    Answer::Retryable => refused.push(id.clone()),
-                    answer => assert_eq!(answer.kind(), "placed", "{what} {id}:\n{ex}"),
-                }
-            }
-        }
+        refused = pass(refused).await;
     }
     // Refused by each of its four deliveries: every answer a 503, nothing placed. Only a
     // store whose key cap is full refuses alerts; the test reports how many.

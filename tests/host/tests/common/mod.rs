@@ -90,6 +90,21 @@ where
     out
 }
 
+/// The wall clock in milliseconds since the Unix epoch, as the guest reads it.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The next edge of a claim slot (`tv_kraken_bridge::idempotency::CLAIM_SLOT_SECS`), in
+/// milliseconds since the Unix epoch.
+pub fn next_claim_slot_edge_ms() -> u64 {
+    let slot_ms = tv_kraken_bridge::idempotency::CLAIM_SLOT_SECS * 1_000;
+    (now_ms() / slot_ms + 1) * slot_ms
+}
+
 /// One alert delivered as TradingView delivers it: to `hosts[first]`, then, while the answer
 /// is a 5xx other than 504, resent 5 s later, at most three times, each resend to the next
 /// host (TradingView resends to the URL, which any instance may serve). The exchanges, first

@@ -35,13 +35,8 @@ impl Harness {
     /// A correctly signed form request with a fresh nonce.
     fn call(&mut self, method: &str, fields: &[(&str, &str)]) -> Outcome {
         self.nonce += 1;
-        let nonce = self.nonce.to_string();
-        let mut all = vec![("nonce", nonce.as_str())];
-        all.extend_from_slice(fields);
-        let body = form_encode(&all);
-        let path = format!("/0/private/{method}");
-        let sig = sign::sign(&Self::secret(), &path, &nonce, body.as_bytes());
-        self.raw(&path, Some(KEY), Some(&sig), None, body.as_bytes())
+        let nonce = self.nonce;
+        call_with(self, KEY, nonce, method, fields)
     }
 
     fn raw(
