@@ -350,6 +350,7 @@ fn health(cx: &Cx, ask_store: bool) -> Step {
         "trading_enabled": c.trading_enabled,
         "dry_run": c.dry_run,
         "state_store": cx.host.state_store,
+        "kraken_keys": c.kraken_key_count(),
     });
     match &store {
         Some(Ok(reached)) => body["store"] = json!({ "status": "ok", "calls": reached }),
@@ -385,6 +386,8 @@ fn effective_config(cx: &Cx) -> Step {
         "kraken_api_key": shown(&c.kraken_api_key),
         "kraken_api_secret": shown(&c.kraken_api_secret),
         "kraken_otp": shown(&c.kraken_otp),
+        "kraken_api_keys": if c.kraken_more_keys.is_empty() { Value::Null } else { Value::from(audit::MASK) },
+        "kraken_keys": c.kraken_key_count(),
         "kraken_api_url": c.kraken_api_url,
         "environment": c.environment,
         "trading_enabled": c.trading_enabled,

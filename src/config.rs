@@ -16,6 +16,7 @@ pub const SETTINGS: &[&str] = &[
     "kraken_api_key",
     "kraken_api_secret",
     "kraken_otp",
+    "kraken_api_keys",
     "kraken_api_url",
     "environment",
     "trading_enabled",
@@ -57,6 +58,7 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "kraken_api_key",
     "kraken_api_secret",
     "kraken_otp",
+    "kraken_api_keys",
     "notify_url",
 ];
 
@@ -77,6 +79,9 @@ pub const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
 /// one answer in 10^9 (an answer carries a few hundred characters); Kraken's own keys are 56
 /// and 88 characters, and a key's 2FA password can be as long as the trader likes.
 pub const MIN_SECRET_BYTES: usize = 12;
+
+/// The most keys `kraken_api_keys` may add beside `kraken_api_key`.
+pub const MAX_MORE_KEYS: usize = 15;
 
 /// The Kraken origin used when `kraken_api_url` is unset.
 pub const DEFAULT_KRAKEN_API_URL: &str = "https://api.kraken.com";
@@ -139,6 +144,10 @@ pub struct Config {
     pub kraken_api_secret: Option<Secret>,
     /// The key's static 2FA password.
     pub kraken_otp: Option<Secret>,
+    /// Further keys of the same Kraken account (`kraken_api_keys`), `(api_key, api_secret)`:
+    /// each with its own nonce sequence, so that simultaneous alerts spread over the keys
+    /// refuse each other's nonces less often.
+    pub kraken_more_keys: Vec<(Secret, Secret)>,
     /// Kraken origin, without a trailing slash.
     pub kraken_api_url: String,
     /// `production` or `development`.
@@ -226,6 +235,29 @@ impl Config {
         let short = format!(
             "shorter than {MIN_SECRET_BYTES} bytes: too short to keep out of logs and answers"
         );
+        let kraken_more_keys = match get("kraken_api_keys").map(|v| parse_more_keys(&v)) {
+            None => Vec::new(),
+            Some(Ok(keys)) => keys,
+            Some(Err(reason)) => {
+                problems.push(problem("kraken_api_keys", reason));
+                Vec::new()
+            }
+        };
+        if !kraken_more_keys.is_empty() && kraken_api_key.is_none() {
+            problems.push(problem(
+                "kraken_api_keys",
+                "further keys need kraken_api_key and kraken_api_secret",
+            ));
+        }
+        let main_key = kraken_api_key
+            .as_ref()
+            .map(|k| k.expose_for(crate::secret::Use::KrakenCredential));
+        if kraken_more_keys
+            .iter()
+            .any(|(k, _)| Some(k.expose_for(crate::secret::Use::KrakenCredential)) == main_key)
+        {
+            problems.push(problem("kraken_api_keys", "lists kraken_api_key again"));
+        }
         for (name, value) in [
             ("kraken_api_key", &kraken_api_key),
             ("kraken_api_secret", &kraken_api_secret),
@@ -405,6 +437,7 @@ impl Config {
             kraken_api_key,
             kraken_api_secret,
             kraken_otp,
+            kraken_more_keys,
             kraken_api_url,
             environment,
             trading_enabled,
@@ -466,9 +499,84 @@ impl Config {
         ]
         .into_iter()
         .flatten()
+        .chain(self.kraken_more_keys.iter().flat_map(|(k, s)| [k, s]))
         .chain(self.notify.as_ref().map(|n| &n.url))
         .filter(|s| s.has_at_least(MIN_SECRET_BYTES))
     }
+}
+
+impl Config {
+    /// How many Kraken keys the bridge may sign with: `kraken_api_key` and the further ones.
+    pub fn kraken_key_count(&self) -> usize {
+        usize::from(self.kraken_api_key.is_some()) + self.kraken_more_keys.len()
+    }
+
+    /// The key an alert whose order carries `cl_ord_id` signs with: spread evenly over the
+    /// keys by the `cl_ord_id` (32 hex digits of a hash), so that simultaneous alerts share
+    /// a key, and refuse each other's nonces, as seldom as chance allows, with no store call;
+    /// every delivery of one alert signs with the same key.
+    pub fn kraken_key_for(&self, cl_ord_id: &str) -> usize {
+        let n = self.kraken_key_count().max(1);
+        let h = cl_ord_id
+            .get(..8)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        h as usize % n
+    }
+
+    /// Key `i` of [`kraken_key_count`](Self::kraken_key_count), `(api_key, api_secret)`:
+    /// 0 is `kraken_api_key`, then `kraken_api_keys` in order.
+    pub fn kraken_key(&self, i: usize) -> Option<(&Secret, &Secret)> {
+        match i {
+            0 => self
+                .kraken_api_key
+                .as_ref()
+                .zip(self.kraken_api_secret.as_ref()),
+            i => self.kraken_more_keys.get(i - 1).map(|(k, s)| (k, s)),
+        }
+    }
+}
+
+/// `kraken_api_keys`: `[{"api_key":"...","api_secret":"..."}]`. The reason never carries a
+/// value (only positions and rules).
+fn parse_more_keys(text: &str) -> Result<Vec<(Secret, Secret)>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Key {
+        api_key: String,
+        api_secret: String,
+    }
+    // serde_json's own message could quote the text: only its position is kept.
+    let keys: Vec<Key> = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "not a JSON list of {{\"api_key\",\"api_secret\"}} objects (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    if keys.len() > MAX_MORE_KEYS {
+        return Err(format!("more than {MAX_MORE_KEYS} keys"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        let n = i + 1;
+        let (api_key, api_secret) = (key.api_key.trim(), key.api_secret.trim());
+        if api_key.len() < MIN_SECRET_BYTES || api_secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "key {n}: shorter than {MIN_SECRET_BYTES} bytes: too short to keep out of logs and answers"
+            ));
+        }
+        match base64::engine::general_purpose::STANDARD.decode(api_secret) {
+            Ok(bytes) if !bytes.is_empty() => {}
+            _ => return Err(format!("key {n}: api_secret is not valid base64")),
+        }
+        if !seen.insert(api_key.to_string()) {
+            return Err(format!("key {n}: listed twice"));
+        }
+        out.push((Secret::new(api_key), Secret::new(api_secret)));
+    }
+    Ok(out)
 }
 
 fn problem(setting: &'static str, reason: impl Into<String>) -> Problem {

@@ -172,6 +172,8 @@ pub struct Pending {
     /// The planned order, once the market data is in.
     order: Option<OrderPlan>,
     credential: Credential,
+    /// Which Kraken key signs this alert's calls ([`crate::config::Config::kraken_key_for`]).
+    kraken_key: usize,
     key: DedupeKey,
     cl_ord_id: String,
     store_keys: [String; 2],
@@ -234,12 +236,14 @@ impl Pending {
         let now = cx.host.now;
         let store_keys = key.store_keys(now.secs(), cx.config.dedupe_window_seconds);
         let has_store = cx.host.state_store.is_some();
+        let cl_ord_id = key.cl_ord_id();
         let p = Pending {
+            kraken_key: cx.config.kraken_key_for(&cl_ord_id),
             cx,
             alert,
             order: None,
             credential,
-            cl_ord_id: key.cl_ord_id(),
+            cl_ord_id,
             key,
             record_key: store_keys[0].clone(),
             store_keys,
@@ -396,7 +400,7 @@ impl Pending {
             return self.out_of_time();
         }
         let c = &self.cx.config;
-        let (Some(api_key), Some(api_secret)) = (&c.kraken_api_key, &c.kraken_api_secret) else {
+        let Some((api_key, api_secret)) = c.kraken_key(self.kraken_key) else {
             // Unreachable while the configuration is usable; refuse rather than panic.
             return self.cx.reject(Reject::Misconfigured, None);
         };

@@ -336,6 +336,108 @@ fn body_secret_alert_becomes_one_signed_add_order() {
     assert!(!d.log[0].text.contains(WEBHOOK_SECRET));
 }
 
+/// `kraken_api_keys` of two further keys, each with its own secret.
+const MORE_KEYS: &str = r#"[{"api_key":"second-api-key-public","api_secret":"c2Vjb25kLXNlY3JldC1ieXRlcy0wMTIzNDU2Nzg5"},{"api_key":"third-api-key-public","api_secret":"dGhpcmQtc2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk="}]"#;
+
+#[test]
+fn alerts_spread_over_the_key_pool_each_signed_with_its_own_secret() {
+    let cfg = config(&[("kraken_api_keys", MORE_KEYS)]);
+    assert!(cfg.is_usable(), "{:?}", cfg.problems);
+    assert_eq!(cfg.kraken_key_count(), 3);
+    let keys = [
+        (API_KEY, API_SECRET),
+        (
+            "second-api-key-public",
+            "c2Vjb25kLXNlY3JldC1ieXRlcy0wMTIzNDU2Nzg5",
+        ),
+        (
+            "third-api-key-public",
+            "dGhpcmQtc2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk=",
+        ),
+    ];
+    let mut used = [0usize; 3];
+    for i in 0..60 {
+        let alert = LIMIT.replace(r#""symbol""#, &format!(r#""id":"pool-{i}","symbol""#));
+        let (call, _) = sends(handle(cfg.clone(), host(), post(&alert, &[])));
+        assert_eq!(call.kraken_method, "AddOrder");
+        let header = |n: &str| call.headers.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        let k = keys
+            .iter()
+            .position(|(key, _)| header("api-key") == *key)
+            .unwrap();
+        let cl = DedupeKey::new(Some(&format!("pool-{i}")), b"").cl_ord_id();
+        assert_eq!(
+            k,
+            cfg.kraken_key_for(&cl),
+            "every delivery of an alert: one key"
+        );
+        assert_eq!(
+            header("api-sign"),
+            api_sign(
+                keys[k].1.as_bytes(),
+                "/0/private/AddOrder",
+                NOW.0,
+                &call.body
+            )
+            .unwrap(),
+            "signed with its own key's secret"
+        );
+        used[k] += 1;
+    }
+    assert!(used.iter().all(|&n| n >= 10), "{used:?}");
+    // /health and /config count the keys and show none.
+    let h = done(handle(cfg.clone(), host(), get("/health")));
+    assert_eq!(body(&h)["kraken_keys"], 3);
+    let dev = config(&[
+        ("kraken_api_keys", MORE_KEYS),
+        ("environment", "development"),
+    ]);
+    let c = done(handle(dev, host(), get("/config")));
+    let text = String::from_utf8_lossy(&c.response.body).into_owned();
+    assert_eq!(body(&c)["kraken_api_keys"], "***");
+    assert_eq!(body(&c)["kraken_keys"], 3);
+    for (key, secret) in keys {
+        assert!(!text.contains(key) && !text.contains(secret), "{text}");
+    }
+}
+
+#[test]
+fn a_malformed_key_pool_is_a_configuration_error_that_names_no_value() {
+    let secret = "c2Vjb25kLXNlY3JldC1ieXRlcy0wMTIzNDU2Nzg5";
+    let one = |k: &str, s: &str| format!(r#"{{"api_key":"{k}","api_secret":"{s}"}}"#);
+    let many = (0..16)
+        .map(|i| one(&format!("pool-api-key-{i:02}"), secret))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases = [
+        "not json".to_string(),
+        r#"{"api_key":"x"}"#.to_string(),
+        format!(r#"[{{"api_key":"second-api-key-public","api_secret":"{secret}","otp":"1"}}]"#),
+        format!("[{}]", one("short-key", secret)),
+        format!("[{}]", one("second-api-key-public", "not base64 at all!")),
+        format!("[{0},{0}]", one("second-api-key-public", secret)),
+        format!("[{}]", one(API_KEY, secret)),
+        format!("[{many}]"),
+    ];
+    for case in &cases {
+        let cfg = config(&[("kraken_api_keys", case)]);
+        let problems: Vec<_> = cfg.problems.iter().map(|p| p.setting).collect();
+        assert_eq!(problems, ["kraken_api_keys"], "{case}");
+        let reason = &cfg.problems[0].reason;
+        for value in [
+            "second-api-key-public",
+            secret,
+            API_KEY,
+            "short-key",
+            "not base64",
+        ] {
+            assert!(!reason.contains(value), "{case}: {reason}");
+        }
+        let h = done(handle(cfg, host(), get("/health")));
+        assert_eq!(h.response.status, 503, "{case}");
+    }
+}
+
 #[test]
 fn signature_header_with_either_secret() {
     let alert = r#"{"symbol":"XBTUSD","side":"sell","volume":"0.5"}"#;

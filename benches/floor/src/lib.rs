@@ -139,12 +139,13 @@ mod io_spin {
     const STORE_URL: &str = "http://bridge-store.spin.internal/.store";
 
     /// Every setting `/health` reports on (the bridge's `config::SETTINGS`).
-    const SETTINGS: [&str; 24] = [
+    const SETTINGS: [&str; 25] = [
         "webhook_secret",
         "webhook_secret_previous",
         "kraken_api_key",
         "kraken_api_secret",
         "kraken_otp",
+        "kraken_api_keys",
         "kraken_api_url",
         "environment",
         "trading_enabled",
@@ -328,7 +329,7 @@ mod probe {
         send, Fields, IncomingRequest, OutgoingResponse, Request, ResponseOutparam,
     };
 
-    const SETTINGS: [&str; 24] = [
+    const SETTINGS: [&str; 25] = [
         "webhook_secret",
         "webhook_secret_previous",
         "environment",
@@ -339,6 +340,7 @@ mod probe {
         "kraken_api_key",
         "kraken_api_secret",
         "kraken_otp",
+        "kraken_api_keys",
         "kraken_api_url",
         "trading_enabled",
         "dry_run",

@@ -51,6 +51,37 @@ fn count(sim: &Sim, method: &str) -> usize {
         .count()
 }
 
+/// 16 distinct alerts at once on a pool of 4 keys (`KRAKEN_API_KEYS`): every one placed
+/// once, its look-up and its AddOrder signed with one key of the pool, every key used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portable_burst_over_a_key_pool_spreads_over_every_key() {
+    let sim = pool_sim(3);
+    let pool = pool_setting(3);
+    let srv = Arc::new(serve_host(&sim, &[("KRAKEN_API_KEYS", pool.as_str())]));
+    let slowest = burst(&srv, &sim, 16, "serve-pool").await;
+    assert_eq!(sim.orders().len(), 16);
+    let mut per_key = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for r in sim.requests() {
+        let entry = per_key.entry(r.api_key.clone().unwrap_or_default());
+        match r.method.as_deref() {
+            Some("AddOrder") if r.errors.is_empty() => entry.or_default().0 += 1,
+            Some("ClosedOrders") if r.errors.is_empty() => entry.or_default().1 += 1,
+            _ => {}
+        }
+    }
+    per_key.remove("");
+    assert_eq!(per_key.len(), 4, "{per_key:?}");
+    // Each alert's look-up and AddOrder went out with the same key.
+    assert!(
+        per_key.values().all(|(add, look)| add == look),
+        "{per_key:?}"
+    );
+    eprintln!(
+        "16 alerts at once on 4 keys: slowest {slowest:.0?}, (AddOrders, look-ups) per key {:?}",
+        per_key.values().collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portable_bar_close_of_ten_on_a_starter_key_all_trade() {
     let sim = sim();

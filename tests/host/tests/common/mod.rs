@@ -16,8 +16,36 @@ pub const API_KEY: &str = "e2e-kraken-api-key-6c1f0e2d9b8a7f6e5d4c3b2a1908";
 /// The simulator account's private key: Kraken's published example key.
 pub const API_SECRET: &str = Account::TEST_API_SECRET;
 
+/// Three further keys of the simulator account, `(api_key, api_secret)`, for
+/// `kraken_api_keys` ([`pool_sim`], [`pool_setting`]).
+pub const POOL_KEYS: [(&str, &str); 3] = [
+    (
+        "e2e-pool-key-1-0a9b8c7d6e5f4a3b2c1d",
+        "cG9vbC1rZXktMS1zZWNyZXQtMGE5YjhjN2Q2ZTVmNGEzYg==",
+    ),
+    (
+        "e2e-pool-key-2-1b2c3d4e5f6a7b8c9d0e",
+        "cG9vbC1rZXktMi1zZWNyZXQtMWIyYzNkNGU1ZjZhN2I4Yw==",
+    ),
+    (
+        "e2e-pool-key-3-2c3d4e5f6a7b8c9d0e1f",
+        "cG9vbC1rZXktMy1zZWNyZXQtMmMzZDRlNWY2YTdiOGM5ZA==",
+    ),
+];
+
 /// Every value that must never appear in a log line or a response.
-pub const SECRETS: &[&str] = &[WEBHOOK_SECRET, PREVIOUS_SECRET, API_KEY, API_SECRET];
+pub const SECRETS: &[&str] = &[
+    WEBHOOK_SECRET,
+    PREVIOUS_SECRET,
+    API_KEY,
+    API_SECRET,
+    POOL_KEYS[0].0,
+    POOL_KEYS[0].1,
+    POOL_KEYS[1].0,
+    POOL_KEYS[1].1,
+    POOL_KEYS[2].0,
+    POOL_KEYS[2].1,
+];
 
 /// A simulator with one funded account using [`API_KEY`].
 pub fn sim() -> Sim {
@@ -27,6 +55,28 @@ pub fn sim() -> Sim {
         accounts: vec![account],
         ..SimOptions::default()
     })
+}
+
+/// A simulator whose account has the first `n` of [`POOL_KEYS`] beside [`API_KEY`].
+pub fn pool_sim(n: usize) -> Sim {
+    let mut account = Account::test_default();
+    account.api_key = API_KEY.to_string();
+    for (key, secret) in &POOL_KEYS[..n] {
+        account = account.with_key(*key, *secret);
+    }
+    Sim::start(SimOptions {
+        accounts: vec![account],
+        ..SimOptions::default()
+    })
+}
+
+/// `kraken_api_keys` holding the first `n` of [`POOL_KEYS`].
+pub fn pool_setting(n: usize) -> String {
+    let keys: Vec<_> = POOL_KEYS[..n]
+        .iter()
+        .map(|(k, s)| serde_json::json!({"api_key": k, "api_secret": s}))
+        .collect();
+    serde_json::Value::from(keys).to_string()
 }
 
 /// The bridge's settings pointing at `sim`.
