@@ -1254,6 +1254,10 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
     // spin.local.toml allows outbound HTTP only to the simulator on 127.0.0.1:18081.
     let mut account = kraken_sim::Account::test_default();
     account.api_key = common::API_KEY.to_string();
+    // And a pool of three further keys (kraken_api_keys).
+    for (key, secret) in common::POOL_KEYS {
+        account = account.with_key(key, secret);
+    }
     let sim = match kraken_sim::Sim::try_start(kraken_sim::SimOptions {
         listen: ([127, 0, 0, 1], 18081).into(),
         accounts: vec![account],
@@ -1292,10 +1296,20 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
                 value,
             );
         }
+        cmd.env("SPIN_VARIABLE_KRAKEN_API_KEYS", common::pool_setting(3));
         let mut group = Group::spawn(cmd);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         group.wait_listening(addr, Duration::from_secs(60));
         instances.push((group, addr));
+    }
+    for (_, addr) in &instances {
+        let (status, body) = http(*addr, "GET", "/health", "");
+        assert_eq!(status, 200, "{body}");
+        let health: Json = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            health["kraken_keys"], 4,
+            "the pool, read from Spin: {health}"
+        );
     }
 
     // A market order with an `id`: Kraken's own refusal of a second open `cl_ord_id` cannot
@@ -1380,6 +1394,15 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
         }
     }
 
+    // Every order went out on a key of the pool, all of them one account's.
+    for r in common::private_requests(&sim) {
+        let key = r.api_key.clone().unwrap_or_default();
+        assert!(
+            key == common::API_KEY || common::POOL_KEYS.iter().any(|(k, _)| *k == key),
+            "an unknown key"
+        );
+        assert_eq!(r.signature_valid, Some(true));
+    }
     for (group, _) in &instances {
         assert_no_secret(&group.output());
     }
