@@ -720,11 +720,8 @@ fn a_kraken_otp_too_short_to_mask_is_named_and_corrupts_nothing() {
             String::from_utf8_lossy(&d.response.body).into_owned(),
         ];
         texts.extend(d.log.iter().chain(&health.log).map(|l| l.text.clone()));
-        texts.extend(
-            d.notices
-                .iter()
-                .map(|n| String::from_utf8_lossy(&n.call.body).into_owned()),
-        );
+        // A misconfigured bridge places nothing, so it notifies nothing either.
+        assert!(d.notices.is_empty() && health.notices.is_empty(), "{otp}");
         for text in &texts {
             assert!(!text.contains("***"), "{otp}: {text}");
         }

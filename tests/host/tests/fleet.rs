@@ -337,42 +337,42 @@ async fn a_bar_close_of_ten_alerts_on_a_starter_key_all_trade() {
     );
 }
 
-/// 32 distinct alerts at once over the fleet, signed with one key, then with a pool of 4
-/// (`kraken_api_keys`): every alert placed once either way, the pool's AddOrders spread over
-/// all four keys, and the nonce refusals of both printed.
+/// 16, 32 and 64 distinct alerts at once over the fleet, signed with one key, then with a
+/// pool of 2 and 4 (`kraken_api_keys`): every alert placed once, the pool's AddOrders spread
+/// over every key, and each burst's nonce refusals printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_over_a_key_pool_spreads_over_every_key() {
+async fn bursts_over_a_key_pool_spread_over_every_key() {
     let _machine = alone().await;
     let mut figures = Vec::new();
-    for keys in [1, 4] {
-        let (store, _) = store(Backend::Memory).unwrap();
-        let sim = pool_sim(3);
-        let pool = pool_setting(keys - 1);
-        let mut extra = vec![NO_LIMIT];
-        if keys > 1 {
-            extra.push(("kraken_api_keys", pool.as_str()));
-        }
-        let hosts = fleet(&sim, &store, INSTANCES, &extra);
-        let (slowest, refusals, resent) = burst(&hosts, &sim, 32, &format!("pool{keys}")).await;
-        assert_eq!(sim.orders().len(), 32);
-        let mut per_key = BTreeMap::<String, usize>::new();
-        for r in private_requests(&sim) {
-            if r.method.as_deref() == Some("AddOrder") && r.errors.is_empty() {
-                *per_key
-                    .entry(r.api_key.clone().unwrap_or_default())
-                    .or_default() += 1;
+    for keys in [1, 2, 4] {
+        for n in [16, 32, 64] {
+            let (store, _) = store(Backend::Memory).unwrap();
+            let sim = pool_sim(3);
+            let pool = pool_setting(keys - 1);
+            let mut extra = vec![NO_LIMIT];
+            if keys > 1 {
+                extra.push(("kraken_api_keys", pool.as_str()));
             }
+            let hosts = fleet(&sim, &store, INSTANCES, &extra);
+            let (slowest, refusals, resent) =
+                burst(&hosts, &sim, n, &format!("pool{keys}-{n}")).await;
+            assert_eq!(sim.orders().len(), n);
+            let mut per_key = BTreeMap::<String, usize>::new();
+            for r in private_requests(&sim) {
+                if r.method.as_deref() == Some("AddOrder") && r.errors.is_empty() {
+                    *per_key
+                        .entry(r.api_key.clone().unwrap_or_default())
+                        .or_default() += 1;
+                }
+            }
+            assert_eq!(per_key.len(), keys, "{per_key:?}");
+            figures.push(format!(
+                "{keys} key(s), {n} alerts: slowest {slowest:.0?}, {refusals} nonce refusals retried, {resent} resent, AddOrders per key {:?}",
+                per_key.values().collect::<Vec<_>>()
+            ));
         }
-        assert_eq!(per_key.len(), keys, "{per_key:?}");
-        figures.push(format!(
-            "{keys} key(s): slowest {slowest:.0?}, {refusals} nonce refusals retried, {resent} resent, AddOrders per key {:?}",
-            per_key.values().collect::<Vec<_>>()
-        ));
     }
-    eprintln!(
-        "32 alerts at once over {INSTANCES} instances: {}",
-        figures.join("; ")
-    );
+    eprintln!("bursts over {INSTANCES} instances:\n{}", figures.join("\n"));
 }
 
 /// Scaling figures: 32 and 64 distinct alerts at once over the fleet (printed; every alert

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] [--otp OTP]
-//!            [--rate-tier starter|intermediate|pro|none] [--pairs N|none]
+//!            [--api-keys JSON] [--rate-tier starter|intermediate|pro|none] [--pairs N|none]
 //!            [--permissions all|none|LIST]
 //! kraken-sim --print-asset-pairs N
 //! ```
@@ -10,8 +10,10 @@
 //! Defaults: `--listen 127.0.0.1:18081`, the test account (`sim-api-key-local` and
 //! Kraken's published example secret), no REST rate limit, the small pair
 //! table, a key with every permission. `SIM_API_KEY` / `SIM_API_SECRET` /
-//! `SIM_OTP` / `SIM_RATE_TIER` / `SIM_PAIRS` / `SIM_PERMISSIONS` are read when
-//! the flags are absent. `--permissions` gives the key only these permissions
+//! `SIM_OTP` / `SIM_API_KEYS` / `SIM_RATE_TIER` / `SIM_PAIRS` / `SIM_PERMISSIONS` are read
+//! when the flags are absent. `--api-keys` adds further keys of the same account, in the
+//! shape of the bridge's `kraken_api_keys` (`[{"api_key":"…","api_secret":"…"}]`): each its
+//! own nonces and REST counter, the account's orders and balances. `--permissions` gives the key only these permissions
 //! (a comma list of `query_funds`, `query_open_orders`, `query_closed_orders`,
 //! `create_orders`, `cancel_orders`; `all` or `none`): a private call lacking
 //! its permission answers `EGeneral:Permission denied`, as Kraken does. `--rate-tier` turns on
@@ -31,7 +33,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 const USAGE: &str = "usage: kraken-sim [--listen ADDR] [--api-key KEY] [--api-secret BASE64] \
-                     [--otp OTP] [--rate-tier starter|intermediate|pro|none] [--pairs N|none] \
+                     [--otp OTP] [--api-keys JSON] [--rate-tier starter|intermediate|pro|none] [--pairs N|none] \
                      [--permissions all|none|LIST]\n       \
                      kraken-sim --print-asset-pairs N";
 
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     let mut api_key = std::env::var("SIM_API_KEY").ok();
     let mut api_secret = std::env::var("SIM_API_SECRET").ok();
     let mut otp = std::env::var("SIM_OTP").ok();
+    let mut more_keys = std::env::var("SIM_API_KEYS").ok();
     let mut rate_tier = std::env::var("SIM_RATE_TIER").ok();
     let mut pairs = std::env::var("SIM_PAIRS").ok();
     let mut permissions = std::env::var("SIM_PERMISSIONS").ok();
@@ -83,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             "--api-key" => api_key = Some(value),
             "--api-secret" => api_secret = Some(value),
             "--otp" => otp = Some(value),
+            "--api-keys" => more_keys = Some(value),
             "--rate-tier" => rate_tier = Some(value),
             "--pairs" => pairs = Some(value),
             "--permissions" => permissions = Some(value),
@@ -112,6 +116,21 @@ fn main() -> anyhow::Result<()> {
         account.api_secret = s;
     }
     account.otp = otp.filter(|o| !o.is_empty());
+    if let Some(text) = more_keys.filter(|k| !k.trim().is_empty()) {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Key {
+            api_key: String,
+            api_secret: String,
+        }
+        let keys: Vec<Key> = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("bad --api-keys / SIM_API_KEYS (a JSON list of {{\"api_key\",\"api_secret\"}}): line {}, column {}\n{USAGE}", e.line(), e.column())
+        })?;
+        for key in keys {
+            account = account.with_key(key.api_key, key.api_secret);
+        }
+        eprintln!("kraken-sim: {} keys", 1 + account.more_keys.len());
+    }
     if let Some(text) = permissions.filter(|p| !p.trim().is_empty()) {
         account.permissions = Permission::parse_list(&text)
             .map_err(|e| anyhow::anyhow!("bad --permissions / SIM_PERMISSIONS: {e}\n{USAGE}"))?;
