@@ -737,6 +737,46 @@ fn check_key_with_every_permission_exits_0() {
 }
 
 #[test]
+fn check_key_checks_every_key_of_the_pool() {
+    let sim = pool_sim(2);
+    let pool = pool_setting(2);
+    let run = check_key(&sim, &[("KRAKEN_API_KEYS", pool.as_str())]);
+    run.assert_no_secret(&[]);
+    assert_eq!(run.code, 0, "{run}");
+    for n in 1..=3 {
+        assert!(run.stdout.contains(&format!("Key {n} of 3")), "{run}");
+    }
+    assert_eq!(
+        run.stdout
+            .matches("Every permission the bridge needs is present")
+            .count(),
+        3,
+        "{run}"
+    );
+    assert_nothing_traded(&sim);
+    // Each key asked its four questions, with its own signature.
+    for key in [API_KEY, POOL_KEYS[0].0, POOL_KEYS[1].0] {
+        let asked = private_requests(&sim)
+            .into_iter()
+            .filter(|r| r.api_key.as_deref() == Some(key) && r.signature_valid == Some(true))
+            .count();
+        assert_eq!(asked, 4, "{run}");
+    }
+    // One key of the pool without a permission: the whole check fails, naming it.
+    sim.set_permissions([Permission::QueryFunds, Permission::QueryOpenOrders]);
+    let run = check_key(&sim, &[("KRAKEN_API_KEYS", pool.as_str())]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("MISSING"), "{run}");
+    assert_eq!(
+        run.stdout
+            .matches("Every permission the bridge needs is present")
+            .count(),
+        2,
+        "{run}"
+    );
+}
+
+#[test]
 fn check_key_names_a_missing_permission_and_exits_non_zero() {
     for (lacking, label) in [
         (Permission::CreateOrders, "Create & modify orders"),

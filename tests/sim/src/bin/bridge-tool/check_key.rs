@@ -18,6 +18,9 @@ of 0.0001 XBTUSD that Kraken only validates; nothing trades).
 
   KRAKEN_API_KEY, KRAKEN_API_SECRET   the key (required; never printed)
   KRAKEN_OTP                          its 2FA password, when it has one
+  KRAKEN_API_KEYS                     the bridge's further keys, as in kraken_api_keys
+                                      ([{\"api_key\":\"...\",\"api_secret\":\"...\"}]): each is
+                                      checked too, one after the other
   KRAKEN_API_URL                      default https://api.kraken.com
 
 Nonces are the wall clock in microseconds, as the bridge's. Exit status: 0 when every needed
@@ -211,18 +214,64 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
     }
     let key = env("KRAKEN_API_KEY").ok_or("KRAKEN_API_KEY is not set")?;
     let secret = env("KRAKEN_API_SECRET").ok_or("KRAKEN_API_SECRET is not set")?;
-    let secret = sign::decode_secret(secret.trim())
-        .map_err(|_| "KRAKEN_API_SECRET is not base64, as Kraken's private keys are")?;
+    let mut keys = vec![(key, secret, "KRAKEN_API_KEY".to_string())];
+    if let Some(text) = env("KRAKEN_API_KEYS") {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Key {
+            api_key: String,
+            api_secret: String,
+        }
+        let more: Vec<Key> = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "KRAKEN_API_KEYS is not a JSON list of {{\"api_key\",\"api_secret\"}} (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        for (i, k) in more.into_iter().enumerate() {
+            keys.push((
+                k.api_key,
+                k.api_secret,
+                format!("KRAKEN_API_KEYS key {}", i + 1),
+            ));
+        }
+    }
     let base = env("KRAKEN_API_URL").unwrap_or_else(|| "https://api.kraken.com".into());
     let base = base.trim().trim_end_matches('/').to_string();
-    let mut kraken = Kraken {
-        base,
-        key: key.trim().to_string(),
-        secret,
-        otp: env("KRAKEN_OTP"),
-        last_nonce: 0,
-    };
+    // The worst outcome of any key: refused (1) before cannot tell (2) before ok (0).
+    let mut worst = EXIT_OK;
+    let count = keys.len();
+    for (n, (key, secret, name)) in keys.into_iter().enumerate() {
+        if count > 1 {
+            println!(
+                "{}Key {} of {count} ({name})",
+                if n > 0 { "\n" } else { "" },
+                n + 1
+            );
+        }
+        let secret = sign::decode_secret(secret.trim()).map_err(|_| {
+            format!("{name}: the secret is not base64, as Kraken's private keys are")
+        })?;
+        let kraken = Kraken {
+            base: base.clone(),
+            key: key.trim().to_string(),
+            secret,
+            otp: env("KRAKEN_OTP"),
+            last_nonce: 0,
+        };
+        let code = check_one(kraken);
+        worst = match (worst, code) {
+            (EXIT_REFUSED, _) | (_, EXIT_REFUSED) => EXIT_REFUSED,
+            (EXIT_PROBLEM, _) | (_, EXIT_PROBLEM) => EXIT_PROBLEM,
+            _ => EXIT_OK,
+        };
+    }
+    Ok(worst)
+}
 
+/// Checks one key and prints its report: the exit status it alone would give.
+fn check_one(mut kraken: Kraken) -> u8 {
     println!(
         "Checking a Kraken API key at {} (key and secret not shown; nothing trades)",
         kraken.base
@@ -292,18 +341,18 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
                  this machine may not be one of them."
             );
         }
-        return Ok(EXIT_REFUSED);
+        return EXIT_REFUSED;
     }
     if let Some(why) = stopped {
         println!("\nCannot tell: {why}");
-        return Ok(EXIT_PROBLEM);
+        return EXIT_PROBLEM;
     }
     if unknown {
         println!("\nCannot tell every permission from Kraken's answers (see above).");
-        return Ok(EXIT_PROBLEM);
+        return EXIT_PROBLEM;
     }
     println!("\nEvery permission the bridge needs is present.");
-    Ok(EXIT_OK)
+    EXIT_OK
 }
 
 fn ask(kraken: &mut Kraken, check: &Check) -> Verdict {
