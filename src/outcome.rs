@@ -174,6 +174,8 @@ pub struct Pending {
     credential: Credential,
     /// Which Kraken key signs this alert's calls ([`crate::config::Config::kraken_key_for`]).
     kraken_key: usize,
+    /// The keys Kraken refused for this alert (numbered from 1), each passed over for the next.
+    refused_signers: Vec<usize>,
     key: DedupeKey,
     cl_ord_id: String,
     store_keys: [String; 2],
@@ -239,6 +241,7 @@ impl Pending {
         let cl_ord_id = key.cl_ord_id();
         let p = Pending {
             kraken_key: cx.config.kraken_key_for(&cl_ord_id),
+            refused_signers: Vec::new(),
             cx,
             alert,
             order: None,
@@ -679,6 +682,11 @@ impl Pending {
                 )
             }
             Lookup::Absent => self.add(),
+            Lookup::Failed(reason) if reply::is_key_refusal(&reason) && self.has_another_key() => {
+                let mut this = self;
+                this.pass_over_key();
+                this.lookup(Stage::LookupBefore(list))
+            }
             Lookup::Failed(reason) if reply::is_invalid_nonce(&reason) => {
                 match self.retry_after_nonce(Retry::LookupBefore(list)) {
                     Ok(step) => step,
@@ -734,6 +742,13 @@ impl Pending {
                 let body = json!({ "status": "validated", "description": description });
                 let event = self.event(Level::Info, "order_validated");
                 self.respond(200, body, event)
+            }
+            AddOrder::Rejected { error }
+                if reply::is_key_refusal(&error) && self.has_another_key() =>
+            {
+                // Kraken did nothing with a key it refuses: the next key of the pool sends it.
+                self.pass_over_key();
+                self.add()
             }
             AddOrder::Rejected { error } if error.starts_with("EOrder:Duplicate order") => {
                 // Kraken already holds an open order with this cl_ord_id: another delivery
@@ -842,11 +857,28 @@ impl Pending {
 
     // ---- outcomes ----------------------------------------------------------------------
 
+    /// Whether a key of the pool that Kraken has not refused for this alert is left.
+    fn has_another_key(&self) -> bool {
+        self.refused_signers.len() + 1 < self.cx.config.kraken_key_count()
+    }
+
+    /// Kraken refused the key in use: sign with the next one of the pool from now on.
+    fn pass_over_key(&mut self) {
+        self.refused_signers.push(self.kraken_key + 1);
+        self.kraken_key = (self.kraken_key + 1) % self.cx.config.kraken_key_count().max(1);
+    }
+
     fn event(&self, level: Level, name: &'static str) -> Event {
         let mut e = Event::new(level, name)
             .with("cl_ord_id", self.cl_ord_id.clone())
             .with("auth", self.credential.as_str())
             .with("attempts", self.attempts);
+        if self.cx.config.kraken_key_count() > 1 {
+            e = e.with("signer", self.kraken_key + 1);
+        }
+        if !self.refused_signers.is_empty() {
+            e = e.with("signers_refused", self.refused_signers.clone());
+        }
         match &self.order {
             Some(order) => {
                 e = e

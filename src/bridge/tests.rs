@@ -402,6 +402,55 @@ fn alerts_spread_over_the_key_pool_each_signed_with_its_own_secret() {
 }
 
 #[test]
+fn a_key_kraken_refuses_is_passed_over_for_the_next_key_of_the_pool() {
+    let cfg = config(&[("kraken_api_keys", MORE_KEYS)]);
+    let pool = [API_KEY, "second-api-key-public", "third-api-key-public"];
+    let signer = |call: &Call| {
+        let key = &call.headers.iter().find(|(k, _)| k == "api-key").unwrap().1;
+        pool.iter().position(|k| k == key).unwrap()
+    };
+    let refused = reply(r#"{"error":["EAPI:Invalid key"]}"#);
+    // The first key refused: the same AddOrder goes out on the next key and is placed.
+    let (first, pending) = sends(handle(cfg.clone(), host(), post(LIMIT, &[])));
+    let step = pending.resume(Input::Kraken(refused.clone()), NOW);
+    let (second, pending) = World::default().until_call(step).ok().unwrap();
+    assert_eq!(second.kraken_method, "AddOrder");
+    assert_eq!(signer(&second), (signer(&first) + 1) % 3);
+    assert_eq!(
+        second.body, first.body,
+        "the same order, the same cl_ord_id"
+    );
+    let d = resume(
+        pending,
+        reply(r#"{"error":[],"result":{"descr":{"order":"buy"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#),
+    );
+    assert_eq!(d.response.status, 200);
+    let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
+    assert_eq!(line["event"], "order_placed");
+    assert_eq!(line["signer"], signer(&second) + 1);
+    assert_eq!(line["signers_refused"], json!([signer(&first) + 1]));
+    // Every key refused: 422 order_rejected naming Kraken's error and every key, nothing
+    // placed.
+    let (_, mut pending) = sends(handle(cfg.clone(), host(), post(LIMIT, &[])));
+    for _ in 0..2 {
+        let step = pending.resume(Input::Kraken(refused.clone()), NOW);
+        pending = World::default().until_call(step).ok().unwrap().1;
+    }
+    let d = resume(pending, refused.clone());
+    assert_eq!(d.response.status, 422);
+    let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
+    assert_eq!(line["event"], "order_rejected");
+    assert_eq!(line["kraken_error"], "EAPI:Invalid key");
+    assert_eq!(line["signers_refused"].as_array().unwrap().len(), 2);
+    // One key only: no pool to fall back on, and no signer fields.
+    let (_, pending) = sends(handle(config(&[]), host(), post(LIMIT, &[])));
+    let d = resume(pending, refused);
+    assert_eq!(d.response.status, 422);
+    let line: Value = serde_json::from_str(&d.log[0].text).unwrap();
+    assert!(line.get("signer").is_none() && line.get("signers_refused").is_none());
+}
+
+#[test]
 fn a_malformed_key_pool_is_a_configuration_error_that_names_no_value() {
     let secret = "c2Vjb25kLXNlY3JldC1ieXRlcy0wMTIzNDU2Nzg5";
     let one = |k: &str, s: &str| format!(r#"{{"api_key":"{k}","api_secret":"{s}"}}"#);

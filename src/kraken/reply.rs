@@ -52,6 +52,20 @@ pub fn is_invalid_nonce(error: &str) -> bool {
     normalised(error).starts_with("EAPI:Invalid nonce")
 }
 
+/// Whether Kraken refused the key itself (unknown or revoked, a signature its secret does not
+/// make, a permission it lacks): nothing was done, so the same call may go out on another key
+/// of the account.
+pub fn is_key_refusal(error: &str) -> bool {
+    let e = normalised(error);
+    [
+        "EAPI:Invalid key",
+        "EAPI:Invalid signature",
+        "EGeneral:Permission denied",
+    ]
+    .iter()
+    .any(|p| e.starts_with(p))
+}
+
 /// Classifies one Kraken error string.
 pub fn classify(error: &str) -> ErrorClass {
     const AMBIGUOUS: &[&str] = &[
@@ -323,6 +337,11 @@ mod tests {
         assert!(is_invalid_nonce("EAPI:Invalid nonce"));
         assert!(is_invalid_nonce(" EAPI: Invalid nonce"));
         assert!(!is_invalid_nonce("EAPI:Invalid key"));
+        assert!(is_key_refusal("EAPI:Invalid key"));
+        assert!(is_key_refusal("EAPI: Invalid signature"));
+        assert!(is_key_refusal("EGeneral:Permission denied"));
+        assert!(!is_key_refusal("EAPI:Invalid nonce"));
+        assert!(!is_key_refusal("EOrder:Insufficient funds"));
         assert_eq!(classify("EAPI: Invalid nonce"), ErrorClass::Transient);
     }
 

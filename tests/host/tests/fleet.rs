@@ -375,6 +375,45 @@ async fn bursts_over_a_key_pool_spread_over_every_key() {
     eprintln!("bursts over {INSTANCES} instances:\n{}", figures.join("\n"));
 }
 
+/// A key of the pool that Kraken refuses (its permissions withdrawn): 32 alerts at once over
+/// the fleet on 4 keys, every one placed once, on the other three; the refused key's alerts
+/// were each refused once and sent again on the next key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_of_the_pool_loses_no_alert_and_doubles_none() {
+    let _machine = alone().await;
+    let (store, _) = store(Backend::Memory).unwrap();
+    let sim = pool_sim(3);
+    // The first key (kraken_api_key) may do nothing any more.
+    sim.set_permissions([]);
+    let pool = pool_setting(3);
+    let hosts = fleet(
+        &sim,
+        &store,
+        INSTANCES,
+        &[NO_LIMIT, ("kraken_api_keys", pool.as_str())],
+    );
+    let (slowest, _, resent) = burst(&hosts, &sim, 32, "refused-key").await;
+    assert_eq!(sim.orders().len(), 32);
+    let adds: Vec<_> = private_requests(&sim)
+        .into_iter()
+        .filter(|r| r.method.as_deref() == Some("AddOrder"))
+        .collect();
+    let refused = adds
+        .iter()
+        .filter(|r| r.api_key.as_deref() == Some(API_KEY))
+        .inspect(|r| assert_eq!(r.errors, ["EGeneral:Permission denied"]))
+        .count();
+    assert!(refused > 0, "no alert chose the refused key");
+    let placed_by_pool = adds
+        .iter()
+        .filter(|r| r.api_key.as_deref() != Some(API_KEY) && r.errors.is_empty())
+        .count();
+    assert_eq!(placed_by_pool, 32);
+    eprintln!(
+        "a refused key in a pool of 4: 32 of 32 placed, {refused} AddOrders refused on it and sent again on the next key; slowest {slowest:.0?}, {resent} resent"
+    );
+}
+
 /// Scaling figures: 32 and 64 distinct alerts at once over the fleet (printed; every alert
 /// trades once, at its first delivery or at a resend after a 503 that placed nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

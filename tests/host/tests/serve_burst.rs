@@ -82,6 +82,33 @@ async fn portable_burst_over_a_key_pool_spreads_over_every_key() {
     );
 }
 
+/// The same with the first key refused by Kraken (its permissions withdrawn): its alerts'
+/// look-ups are refused once and go to the next key, which looks up and places; every alert
+/// placed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portable_burst_passes_over_a_refused_key() {
+    let sim = pool_sim(3);
+    sim.set_permissions([]);
+    let pool = pool_setting(3);
+    let srv = Arc::new(serve_host(&sim, &[("KRAKEN_API_KEYS", pool.as_str())]));
+    burst(&srv, &sim, 16, "serve-refused").await;
+    assert_eq!(sim.orders().len(), 16);
+    let requests = sim.requests();
+    let on_refused: Vec<_> = requests
+        .iter()
+        .filter(|r| r.api_key.as_deref() == Some(API_KEY))
+        .collect();
+    assert!(!on_refused.is_empty(), "no alert chose the refused key");
+    for r in &on_refused {
+        assert_eq!(r.errors, ["EGeneral:Permission denied"], "{:?}", r.method);
+    }
+    let placed = requests
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("AddOrder") && r.errors.is_empty())
+        .count();
+    assert_eq!(placed, 16);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portable_bar_close_of_ten_on_a_starter_key_all_trade() {
     let sim = sim();
