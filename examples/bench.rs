@@ -212,7 +212,7 @@ fn main() {
     };
     let config = Config::from_lookup(|name| match name {
         "webhook_secret" => Some(SECRET.into()),
-        "kraken_api_key" => Some("bench-key".into()),
+        "kraken_api_key" => Some("bench-api-key-0001".into()),
         "kraken_api_secret" => Some(KEY.into()),
         "rate_limit_per_minute" => Some("100000".into()),
         _ => None,
