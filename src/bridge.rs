@@ -139,6 +139,11 @@ impl Cx {
         let mut log = Vec::new();
         let mut notices = Vec::new();
         for event in &events {
+            // Every event of an account-addressed alert names the account (contract 2.7).
+            let event = &match &self.config.account {
+                Some(name) => event.clone().with("account", name.as_str()),
+                None => event.clone(),
+            };
             let line = audit::render(event, &ctx, &secrets);
             if let Some(target) = &self.config.notify {
                 notices.extend(notify::notice(
@@ -197,11 +202,14 @@ enum Settings<'a> {
 }
 
 impl Settings<'_> {
-    /// The settings a request needs before it is authenticated.
-    fn front(&self) -> Config {
-        match self {
-            Settings::Parsed(c) => c.as_ref().clone().only_front(),
-            Settings::Lookup(m) => Config::front(|n| m.get(n)),
+    /// The settings a request needs before it is authenticated; for a request to a named
+    /// account, `kraken_accounts` as well.
+    fn front(&self, accounts: bool) -> Config {
+        match (self, accounts) {
+            (Settings::Parsed(c), false) => c.as_ref().clone().only_front(),
+            (Settings::Parsed(c), true) => c.as_ref().clone().only_front_with_accounts(),
+            (Settings::Lookup(m), false) => Config::front(|n| m.get(n)),
+            (Settings::Lookup(m), true) => Config::front_with_accounts(|n| m.get(n)),
         }
     }
 
@@ -257,7 +265,8 @@ fn dispatch(settings: Settings<'_>, host: Host, request: Request) -> Step {
     // needs before authentication.
     let (config, rest) = match route {
         Ok(Route::Health | Route::Config) => (settings.full(), None),
-        _ => (settings.front(), Some(settings)),
+        Ok(Route::AccountWebhook) => (settings.front(true), Some(settings)),
+        _ => (settings.front(false), Some(settings)),
     };
     let cors_origin = request
         .header("origin")
@@ -307,8 +316,14 @@ fn dispatch(settings: Settings<'_>, host: Host, request: Request) -> Step {
     match (route, rest) {
         (Route::Health, _) => health(&cx, !skips_store(&request.path)),
         (Route::Config, _) => effective_config(&cx),
-        (Route::Webhook, Some(rest)) => webhook(cx, &request, rest),
-        (Route::Webhook, None) => unreachable!("a webhook starts with the front settings"),
+        (Route::Webhook, Some(rest)) => webhook(cx, &request, rest, None),
+        (Route::AccountWebhook, Some(rest)) => {
+            let account = crate::route::account_in(&request.path).unwrap_or_default();
+            webhook(cx, &request, rest, Some(account))
+        }
+        (Route::Webhook | Route::AccountWebhook, None) => {
+            unreachable!("a webhook starts with the front settings")
+        }
     }
 }
 
@@ -352,6 +367,9 @@ fn health(cx: &Cx, ask_store: bool) -> Step {
         "state_store": cx.host.state_store,
         "kraken_keys": c.kraken_key_count(),
     });
+    if !c.accounts.is_empty() {
+        body["accounts"] = accounts_health(c);
+    }
     match &store {
         Some(Ok(reached)) => body["store"] = json!({ "status": "ok", "calls": reached }),
         Some(Err(why)) => body["store"] = json!({ "status": "unavailable", "reason": why }),
@@ -369,6 +387,36 @@ fn health(cx: &Cx, ask_store: bool) -> Step {
         Response::json(status, &body, &cx.host.request_id),
         Vec::new(),
     )
+}
+
+/// Each named account as `/health` shows it: its name, whether an alert to it can trade
+/// (the whole configuration usable and nothing of its own wrong), why not, its key count
+/// and its switches. Never a secret.
+fn accounts_health(c: &Config) -> Value {
+    let list: Vec<Value> = c
+        .accounts
+        .iter()
+        .map(|a| {
+            let name = a.account.as_deref().unwrap_or_default();
+            let own: Vec<_> = c
+                .problems
+                .iter()
+                .filter(|p| p.account.as_deref() == Some(name))
+                .collect();
+            let mut entry = json!({
+                "name": name,
+                "usable": c.is_usable(),
+                "kraken_keys": a.kraken_key_count(),
+                "trading_enabled": a.trading_enabled,
+                "dry_run": a.dry_run,
+            });
+            if !own.is_empty() {
+                entry["problems"] = serde_json::to_value(&own).expect("problems serialise");
+            }
+            entry
+        })
+        .collect();
+    Value::from(list)
 }
 
 fn effective_config(cx: &Cx) -> Step {
@@ -408,6 +456,30 @@ fn effective_config(cx: &Cx) -> Step {
         "notify_format": c.notify.as_ref().map(|n| n.format),
         "notify_chat_id": c.notify.as_ref().and_then(|n| n.chat_id.clone()),
     });
+    settings["kraken_accounts"] = if c.accounts.is_empty() {
+        Value::Null
+    } else {
+        Value::from(audit::MASK)
+    };
+    // Each account: its name, key count and what it sets itself; its secrets as `"***"`.
+    let accounts: Vec<Value> = c
+        .accounts
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.account,
+                "webhook_secret": shown(&a.webhook_secret),
+                "webhook_secret_previous": shown(&a.webhook_secret_previous),
+                "kraken_keys": a.kraken_key_count(),
+                "trading_enabled": a.trading_enabled,
+                "dry_run": a.dry_run,
+                "allowed_symbols": a.allowed_symbols,
+                "max_order_value": a.max_order_value.map(|v| v.to_string()),
+                "rate_limit_per_minute": a.rate_limit_per_minute,
+            })
+        })
+        .collect();
+    settings["accounts"] = Value::from(accounts);
     settings["problems"] = serde_json::to_value(&c.problems).expect("problems serialise");
     cx.finish(
         Response::json(200, &settings, &cx.host.request_id),
@@ -424,7 +496,13 @@ fn acceptable_content_type(value: Option<&str>) -> bool {
         || mime.eq_ignore_ascii_case("text/plain")
 }
 
-fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>) -> Step {
+/// What an alert to an account that does not exist is checked against: never a match (a
+/// request that sends it is refused all the same), so that such an alert takes the path and
+/// the time of a wrong secret, and its answer is a wrong secret's.
+const UNKNOWN_ACCOUNT_STAND_IN: &str = "tv-kraken-bridge/no-such-account/stand-in-secret";
+
+/// `POST /webhook` (`account` `None`) or `POST /webhook/{account}`.
+fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>, account: Option<&str>) -> Step {
     if request.body.len() > MAX_BODY_BYTES {
         return cx.reject(Reject::PayloadTooLarge, None);
     }
@@ -436,14 +514,25 @@ fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>) -> Step {
         return misconfigured(&cx);
     }
 
-    // Authenticate before anything else is looked at.
-    let secrets: Vec<_> = [
-        &cx.config.webhook_secret,
-        &cx.config.webhook_secret_previous,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    // Authenticate before anything else is looked at, with the addressed account's own
+    // secrets only.
+    let stand_in = crate::secret::Secret::new(UNKNOWN_ACCOUNT_STAND_IN);
+    let holder = match account {
+        None => Some(&cx.config),
+        Some(name) => cx
+            .config
+            .accounts
+            .iter()
+            .find(|a| a.account.as_deref() == Some(name)),
+    };
+    let unknown = holder.is_none();
+    let secrets: Vec<_> = match holder {
+        Some(c) => [&c.webhook_secret, &c.webhook_secret_previous]
+            .into_iter()
+            .flatten()
+            .collect(),
+        None => vec![&stand_in],
+    };
     let object = alert::parse_object(&request.body);
     let credential = match request.header("x-signature") {
         Some(sig) => auth::verify_signature(sig, &request.body, &secrets),
@@ -452,19 +541,42 @@ fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>) -> Step {
             Some(o) => auth::verify_body_secret(o.secret(), &secrets),
         },
     };
+    let signed = request.header("x-signature").is_some();
+    let credential = match credential {
+        Ok(_) if unknown => Err(if signed {
+            AuthFailure::BadSignature
+        } else {
+            AuthFailure::WrongSecret
+        }),
+        other => other,
+    };
     let credential = match credential {
         Ok(c) => c,
         Err(failure) => {
-            let event = Event::new(Level::Warn, "auth_failed")
+            let mut event = Event::new(Level::Warn, "auth_failed")
                 .with("reason", failure.as_str())
-                .with("signed", request.header("x-signature").is_some());
+                .with("signed", signed);
+            if let Some(name) = account {
+                // The name only when it is one (a path segment is the caller's text).
+                if crate::account::is_valid_name(name) {
+                    event = event.with("account", name);
+                }
+                event = event.with("account_known", !unknown);
+            }
             return cx.reject(Reject::Unauthorized(failure), Some(event));
         }
     };
 
-    // Authenticated: every other setting now, and the alert goes no further while any of
-    // them is unusable.
+    // Authenticated: every other setting now (an account's laid over the top level's), and
+    // the alert goes no further while any of them is unusable.
     cx.config = settings.full();
+    if let Some(name) = account {
+        match cx.config.for_account(name) {
+            Some(c) => cx.config = c,
+            // Named when the front settings were read, gone now: the settings changed.
+            None => return misconfigured(&cx),
+        }
+    }
     if !cx.config.is_usable() {
         return misconfigured(&cx);
     }
@@ -495,7 +607,7 @@ fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>) -> Step {
             other => cx.reject(other, None),
         };
     }
-    let key = DedupeKey::new(alert.id.as_deref(), &request.body);
+    let key = DedupeKey::new(alert.id.as_deref(), &request.body).in_account(account);
     Pending::start(cx, alert, credential, key)
 }
 

@@ -17,6 +17,7 @@ pub const SETTINGS: &[&str] = &[
     "kraken_api_secret",
     "kraken_otp",
     "kraken_api_keys",
+    "kraken_accounts",
     "kraken_api_url",
     "environment",
     "trading_enabled",
@@ -60,6 +61,7 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "kraken_otp",
     "kraken_api_keys",
     "notify_url",
+    "kraken_accounts",
 ];
 
 /// The minimum length of the webhook secret, in bytes (contract 2.1, item 5).
@@ -127,6 +129,9 @@ impl Level {
 pub struct Problem {
     /// The setting's name.
     pub setting: &'static str,
+    /// The account whose setting it is (`kraken_accounts`); absent for the top level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// What is wrong with it.
     pub reason: String,
 }
@@ -185,12 +190,25 @@ pub struct Config {
     pub notify: Option<crate::notify::Target>,
     /// Everything that is wrong; empty when the configuration is usable.
     pub problems: Vec<Problem>,
+    /// The account this configuration is (`POST /webhook/{account}`); `None`: the default
+    /// account, the top-level settings.
+    pub account: Option<String>,
+    /// The named accounts of `kraken_accounts`, each parsed as the top level's settings with
+    /// the account's own laid over them (empty in an account's own configuration).
+    pub accounts: Vec<Config>,
+    /// Secrets of the rest of the bridge that an account's configuration redacts too.
+    also_redact: Vec<Secret>,
 }
 
 impl Config {
     /// Parses every setting through `lookup`, which returns `None` for an unset name.
     /// An empty value counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        Config::parse(&lookup, true)
+    }
+
+    /// [`from_lookup`](Self::from_lookup); `kraken_accounts` is read only when `accounts`.
+    fn parse(lookup: &dyn Fn(&str) -> Option<String>, accounts: bool) -> Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut problems = Vec::new();
 
@@ -431,7 +449,63 @@ impl Config {
             }
         };
 
+        let named = match get("kraken_accounts").filter(|_| accounts) {
+            None => Ok(Vec::new()),
+            Some(text) => crate::account::parse(&text),
+        };
+        let named = named.unwrap_or_else(|reason| {
+            problems.push(problem("kraken_accounts", reason));
+            Vec::new()
+        });
+        let mut accounts = Vec::new();
+        for raw in named {
+            let mut sub = Config::parse(&|n: &str| raw.lookup(n, lookup), false);
+            sub.account = Some(raw.name.clone());
+            sub.problems.retain(|p| raw.owns(p.setting));
+            for p in &mut sub.problems {
+                p.account = Some(raw.name.clone());
+            }
+            problems.extend(sub.problems.iter().cloned());
+            accounts.push(sub);
+        }
+        // A leaked secret reaches one account: no two accounts share a webhook secret.
+        let mut holders: Vec<(&Secret, Option<&str>)> = Vec::new();
+        let own = [&webhook_secret, &webhook_secret_previous];
+        for s in own.into_iter().flatten() {
+            holders.push((s, None));
+        }
+        for a in &accounts {
+            for s in [&a.webhook_secret, &a.webhook_secret_previous]
+                .into_iter()
+                .flatten()
+            {
+                holders.push((s, a.account.as_deref()));
+            }
+        }
+        let mut shared = Vec::new();
+        for (i, (s, who)) in holders.iter().enumerate() {
+            let earlier = holders[..i].iter().find(|(t, by)| {
+                by != who && t.matches(s.expose_for(crate::secret::Use::Redaction))
+            });
+            if let (Some((_, by)), Some(name)) = (earlier, who) {
+                let other = by.map_or("the default account".to_string(), |b| {
+                    format!("account {b}")
+                });
+                shared.push(Problem {
+                    setting: "webhook_secret",
+                    account: Some(name.to_string()),
+                    reason: format!(
+                        "the same as a webhook secret of {other}: each account needs its own"
+                    ),
+                });
+            }
+        }
+        problems.extend(shared);
+
         Config {
+            account: None,
+            accounts,
+            also_redact: Vec::new(),
             webhook_secret,
             webhook_secret_previous,
             kraken_api_key,
@@ -462,14 +536,33 @@ impl Config {
     /// Only the [`FRONT_SETTINGS`], for a request not yet authenticated: the other settings
     /// keep their defaults and their problems are not known yet.
     pub fn front(lookup: impl Fn(&str) -> Option<String>) -> Config {
-        Config::from_lookup(|name| {
-            if FRONT_SETTINGS.contains(&name) {
-                lookup(name)
-            } else {
-                None
-            }
-        })
+        Config::parse(
+            &|name| {
+                if FRONT_SETTINGS.contains(&name) {
+                    lookup(name)
+                } else {
+                    None
+                }
+            },
+            false,
+        )
         .only_front()
+    }
+
+    /// [`front`](Self::front) for a request to a named account: the [`FRONT_SETTINGS`] and
+    /// `kraken_accounts`, whose accounts carry their webhook secrets.
+    pub fn front_with_accounts(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        Config::parse(
+            &|name| {
+                if FRONT_SETTINGS.contains(&name) || name == "kraken_accounts" {
+                    lookup(name)
+                } else {
+                    None
+                }
+            },
+            true,
+        )
+        .only_front_with_accounts()
     }
 
     /// This configuration as a request not yet authenticated sees it: the problems of the
@@ -477,9 +570,40 @@ impl Config {
     /// outcome is ever posted).
     pub fn only_front(mut self) -> Config {
         self.problems
-            .retain(|p| FRONT_SETTINGS.contains(&p.setting));
+            .retain(|p| p.account.is_none() && FRONT_SETTINGS.contains(&p.setting));
         self.notify = None;
+        self.accounts.clear();
         self
+    }
+
+    /// [`only_front`](Self::only_front), keeping the accounts and every problem of
+    /// `kraken_accounts` and of an account's own settings.
+    pub fn only_front_with_accounts(mut self) -> Config {
+        self.problems.retain(|p| {
+            p.account.is_some()
+                || p.setting == "kraken_accounts"
+                || FRONT_SETTINGS.contains(&p.setting)
+        });
+        self.notify = None;
+        for a in &mut self.accounts {
+            a.notify = None;
+        }
+        self
+    }
+
+    /// The configuration of account `name`, or `None` when no account has that name: the
+    /// account's settings laid over the top level's, every problem of the bridge (an alert
+    /// to any account waits until the whole configuration is usable), and every secret of
+    /// the bridge to redact.
+    pub fn for_account(&self, name: &str) -> Option<Config> {
+        let account = self
+            .accounts
+            .iter()
+            .find(|a| a.account.as_deref() == Some(name))?;
+        let mut c = account.clone();
+        c.problems = self.problems.clone();
+        c.also_redact = self.secrets().cloned().collect();
+        Some(c)
     }
 
     /// Whether alerts may be processed at all.
@@ -490,6 +614,15 @@ impl Config {
     /// Every configured secret, for redaction of outgoing text: all but those shorter than
     /// [`MIN_SECRET_BYTES`], which make the configuration unusable and are never used.
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.own_secrets()
+            .chain(self.notify.as_ref().map(|n| &n.url))
+            .chain(self.accounts.iter().flat_map(|a| a.own_secrets()))
+            .chain(self.also_redact.iter())
+            .filter(|s| s.has_at_least(MIN_SECRET_BYTES))
+    }
+
+    /// This configuration's own secrets, its accounts' not included.
+    fn own_secrets(&self) -> impl Iterator<Item = &Secret> {
         [
             &self.webhook_secret,
             &self.webhook_secret_previous,
@@ -500,8 +633,6 @@ impl Config {
         .into_iter()
         .flatten()
         .chain(self.kraken_more_keys.iter().flat_map(|(k, s)| [k, s]))
-        .chain(self.notify.as_ref().map(|n| &n.url))
-        .filter(|s| s.has_at_least(MIN_SECRET_BYTES))
     }
 }
 
@@ -582,6 +713,7 @@ fn parse_more_keys(text: &str) -> Result<Vec<(Secret, Secret)>, String> {
 fn problem(setting: &'static str, reason: impl Into<String>) -> Problem {
     Problem {
         setting,
+        account: None,
         reason: reason.into(),
     }
 }

@@ -51,35 +51,61 @@ pub const MAX_DELETES_PER_REQUEST: usize = 48;
 
 /// Where a dedupe key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DedupeKey {
+pub enum Source {
     /// The alert's `id`.
     Id(String),
     /// Lower-case hex SHA-256 of the raw body.
     BodyHash(String),
 }
 
+/// An alert's identity: where it came from, and the account it was sent to (contract 2.7:
+/// one `id` sent to two accounts is two alerts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeKey {
+    source: Source,
+    /// The named account, `None` for the default one.
+    account: Option<String>,
+}
+
 impl DedupeKey {
-    /// The key for an alert with an optional `id` and the given raw body.
+    /// The key for an alert with an optional `id` and the given raw body, to the default
+    /// account.
     pub fn new(id: Option<&str>, body: &[u8]) -> DedupeKey {
-        match id {
-            Some(id) => DedupeKey::Id(id.to_string()),
-            None => DedupeKey::BodyHash(hex(&Sha256::digest(body))),
+        let source = match id {
+            Some(id) => Source::Id(id.to_string()),
+            None => Source::BodyHash(hex(&Sha256::digest(body))),
+        };
+        DedupeKey {
+            source,
+            account: None,
         }
     }
 
-    /// The key as stored, prefixed by its kind so an `id` can never collide with a hash.
+    /// The same alert sent to account `account` (`None`: the default account).
+    pub fn in_account(mut self, account: Option<&str>) -> DedupeKey {
+        self.account = account.map(str::to_string);
+        self
+    }
+
+    /// The key as stored, prefixed by its kind so an `id` can never collide with a hash,
+    /// and, for a named account, by `@` and the account's name, so that no account's key
+    /// (its records, claims and `cl_ord_id`) is ever another's or the default account's.
     pub fn as_store_key(&self) -> String {
-        match self {
-            DedupeKey::Id(id) => format!("id:{id}"),
-            DedupeKey::BodyHash(h) => format!("body:{h}"),
+        let key = match &self.source {
+            Source::Id(id) => format!("id:{id}"),
+            Source::BodyHash(h) => format!("body:{h}"),
+        };
+        match &self.account {
+            None => key,
+            Some(account) => format!("@{account}:{key}"),
         }
     }
 
     /// How long this key is kept: `window_secs` for a body hash, 24 hours for an `id`.
     pub fn ttl(&self, window_secs: u64) -> u64 {
-        match self {
-            DedupeKey::Id(_) => ID_TTL_SECS,
-            DedupeKey::BodyHash(_) => window_secs.max(MIN_TTL_SECS),
+        match self.source {
+            Source::Id(_) => ID_TTL_SECS,
+            Source::BodyHash(_) => window_secs.max(MIN_TTL_SECS),
         }
     }
 
@@ -451,12 +477,32 @@ mod tests {
     fn body_hash_key() {
         let k = DedupeKey::new(None, b"abc");
         assert_eq!(
-            k,
-            DedupeKey::BodyHash(
-                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into()
-            )
+            k.as_store_key(),
+            "body:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_ne!(k.cl_ord_id(), DedupeKey::new(None, b"abd").cl_ord_id());
+    }
+
+    #[test]
+    fn one_alert_sent_to_two_accounts_is_two_alerts() {
+        let default = DedupeKey::new(Some("a"), b"");
+        let swing = DedupeKey::new(Some("a"), b"").in_account(Some("swing"));
+        let scalp = DedupeKey::new(Some("a"), b"").in_account(Some("scalp"));
+        // The default account's keys are what they were before accounts existed.
+        assert_eq!(default, DedupeKey::new(Some("a"), b"").in_account(None));
+        assert_eq!(default.as_store_key(), "id:a");
+        assert_eq!(swing.as_store_key(), "@swing:id:a");
+        let ids = [&default, &swing, &scalp].map(|k| k.cl_ord_id());
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+        let at = 86_400 * 3 + 5;
+        assert_ne!(default.store_keys(at, 60), swing.store_keys(at, 60));
+        assert_ne!(swing.claim_keys(at * 1_000), scalp.claim_keys(at * 1_000));
+        // An `id` that looks like an account's key is still the default account's own.
+        let lookalike = DedupeKey::new(Some("x"), b"").in_account(Some("a"));
+        assert_ne!(
+            lookalike.as_store_key(),
+            DedupeKey::new(Some("@a:id:x"), b"").as_store_key()
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 #![cfg_attr(target_arch = "wasm32", deny(unsafe_code))]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod alert;
 pub mod audit;
 pub mod auth;

@@ -206,6 +206,7 @@ pub fn text(line: &Map<String, Value>) -> String {
     }
     let mut parts = vec![head];
     for k in [
+        "account",
         "txid",
         "count",
         "kraken_error",

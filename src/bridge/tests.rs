@@ -2313,3 +2313,617 @@ fn a_store_that_refuses_the_claim_is_pruned_after_the_answer() {
     assert!(pruned, "the refused alert pruned the store");
     assert!(methods(&w).is_empty());
 }
+
+// ---- accounts (contract 2.7) -----------------------------------------------------------
+
+const SWING_SECRET: &str = "swing-webhook-secret-0123456789abcd";
+const SCALP_SECRET: &str = "scalp-webhook-secret-0123456789abcd";
+const PAPER_SECRET: &str = "paper-webhook-secret-0123456789abcd";
+const SWING_KEY: &str = "swing-api-key-public";
+const SWING_API_SECRET: &str = "c3dpbmctc2VjcmV0LWJ5dGVzLTAxMjM0NTY3ODk=";
+
+/// Three accounts: `swing` with its own key and a cap, `scalp` switched off, `paper` a dry run
+/// on the top level's keys.
+fn accounts() -> String {
+    format!(
+        r#"{{"swing":{{"webhook_secret":"{SWING_SECRET}","kraken_api_key":"{SWING_KEY}","kraken_api_secret":"{SWING_API_SECRET}","max_order_value":"50000"}},
+            "scalp":{{"webhook_secret":"{SCALP_SECRET}","trading_enabled":false}},
+            "paper":{{"webhook_secret":"{PAPER_SECRET}","dry_run":true}}}}"#
+    )
+}
+
+fn with_accounts(extra: &[(&str, &str)]) -> Config {
+    let accounts = accounts();
+    let mut all = vec![("kraken_accounts", accounts.as_str())];
+    all.extend_from_slice(extra);
+    config(&all)
+}
+
+/// LIMIT with `secret` as its body secret (and `id` when given), posted to `path`.
+fn alert_to(path: &str, secret: &str, id: Option<&str>, headers: &[(&str, &str)]) -> Request {
+    let mut body = LIMIT.replace(WEBHOOK_SECRET, secret);
+    if let Some(id) = id {
+        body = body.replace(r#""symbol""#, &format!(r#""id":"{id}","symbol""#));
+    }
+    Request {
+        path: path.into(),
+        ..post(&body, headers)
+    }
+}
+
+fn header_of<'a>(call: &'a Call, name: &str) -> &'a str {
+    &call.headers.iter().find(|(k, _)| k == name).unwrap().1
+}
+
+fn line(d: &Done, i: usize) -> Value {
+    serde_json::from_str(&d.log[i].text).unwrap()
+}
+
+#[test]
+fn the_accounts_parse_and_each_lays_its_settings_over_the_top_level() {
+    let c = with_accounts(&[]);
+    assert!(c.is_usable(), "{:?}", c.problems);
+    let swing = c.for_account("swing").unwrap();
+    assert_eq!(swing.account.as_deref(), Some("swing"));
+    assert_eq!(swing.kraken_key_count(), 1);
+    assert_eq!(
+        swing.max_order_value,
+        Some(rust_decimal::Decimal::from(50_000))
+    );
+    assert!(swing.trading_enabled && !swing.dry_run);
+    let scalp = c.for_account("scalp").unwrap();
+    assert!(!scalp.trading_enabled);
+    // No key of its own: the top level's, its otp and url with it.
+    assert_eq!(
+        scalp
+            .kraken_key(0)
+            .map(|(k, _)| k.expose_for(Use::KrakenCredential)),
+        Some(API_KEY.as_bytes())
+    );
+    assert_eq!(scalp.kraken_api_url, "http://127.0.0.1:18081");
+    assert!(c.for_account("paper").unwrap().dry_run);
+    assert!(c.for_account("nosuch").is_none());
+    // Every secret of the bridge is redacted from an account's answers.
+    let redacted: Vec<_> = swing
+        .secrets()
+        .map(|s| s.expose_for(Use::Redaction).to_vec())
+        .collect();
+    for s in [
+        WEBHOOK_SECRET,
+        SCALP_SECRET,
+        PAPER_SECRET,
+        API_SECRET,
+        SWING_API_SECRET,
+    ] {
+        assert!(redacted.contains(&s.as_bytes().to_vec()), "{s}");
+    }
+}
+
+#[test]
+fn an_unknown_account_or_another_accounts_secret_is_answered_exactly_as_a_wrong_secret() {
+    for env in ["production", "development"] {
+        let c = with_accounts(&[("environment", env)]);
+        let answer = |r: Request| {
+            let d = done(handle(c.clone(), host(), r));
+            let all = format!("{:?}{}", d.log, String::from_utf8_lossy(&d.response.body));
+            for s in [
+                WEBHOOK_SECRET,
+                SWING_SECRET,
+                SCALP_SECRET,
+                PAPER_SECRET,
+                UNKNOWN_ACCOUNT_STAND_IN,
+            ] {
+                assert!(!all.contains(s), "{all}");
+            }
+            assert_eq!(events(&d), ["auth_failed"]);
+            (d.response.clone(), line(&d, 0))
+        };
+        let (wrong, _) = answer(alert_to(
+            "/webhook",
+            "not-the-secret-0123456789abcdefgh",
+            None,
+            &[],
+        ));
+        assert_eq!(wrong.status, 401);
+        for (path, secret) in [
+            ("/webhook/scalp", SWING_SECRET),
+            ("/webhook", SWING_SECRET),
+            ("/webhook/swing", WEBHOOK_SECRET),
+            ("/webhook/nosuch", SWING_SECRET),
+            ("/webhook/nosuch", WEBHOOK_SECRET),
+            ("/webhook/nosuch", UNKNOWN_ACCOUNT_STAND_IN),
+            ("/webhook/Not%20a%20name", SWING_SECRET),
+        ] {
+            let (response, audit) = answer(alert_to(path, secret, None, &[]));
+            assert_eq!(response, wrong, "{env} {path}");
+            assert_eq!(audit["reason"], "wrong_secret", "{path}");
+        }
+        // Signed with an account's secret, sent to another account or to none.
+        let body = LIMIT.replace(WEBHOOK_SECRET, "x");
+        let sign = |key: &str| {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+            mac.update(body.as_bytes());
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let signed = |path: &str, key: &str| {
+            let sig = sign(key);
+            answer(Request {
+                path: path.into(),
+                ..post(&body, &[("x-signature", sig.as_str())])
+            })
+        };
+        let (bad_signature, _) = signed("/webhook", "not-the-secret-0123456789abcdefgh");
+        for (path, key) in [
+            ("/webhook/scalp", SWING_SECRET),
+            ("/webhook", SWING_SECRET),
+            ("/webhook/swing", WEBHOOK_SECRET),
+            ("/webhook/nosuch", SWING_SECRET),
+            ("/webhook/nosuch", UNKNOWN_ACCOUNT_STAND_IN),
+        ] {
+            let (response, audit) = signed(path, key);
+            assert_eq!(response, bad_signature, "{env} {path}");
+            assert_eq!(audit["reason"], "bad_signature");
+        }
+        // The operator's line says which account was addressed and whether it exists.
+        let (_, audit) = answer(alert_to("/webhook/nosuch", SWING_SECRET, None, &[]));
+        assert_eq!(
+            (&audit["account"], &audit["account_known"]),
+            (&json!("nosuch"), &json!(false))
+        );
+        let (_, audit) = answer(alert_to("/webhook/scalp", SWING_SECRET, None, &[]));
+        assert_eq!(
+            (&audit["account"], &audit["account_known"]),
+            (&json!("scalp"), &json!(true))
+        );
+        let (_, audit) = answer(alert_to("/webhook/Not%20a%20name", SWING_SECRET, None, &[]));
+        assert_eq!(
+            (&audit["account"], &audit["account_known"]),
+            (&Value::Null, &json!(false))
+        );
+        let (_, audit) = answer(alert_to("/webhook", SWING_SECRET, None, &[]));
+        assert_eq!(audit.get("account"), None);
+    }
+}
+
+#[test]
+fn an_account_trades_with_its_own_key_and_its_own_cl_ord_ids_and_names_itself() {
+    let c = with_accounts(&[]);
+    let mut w = World::default();
+    let (call, pending) = w
+        .until_call(handle(
+            c.clone(),
+            host(),
+            alert_to("/webhook/swing", SWING_SECRET, Some("a000"), &[]),
+        ))
+        .ok()
+        .unwrap();
+    assert_eq!(header_of(&call, "api-key"), SWING_KEY);
+    assert_eq!(
+        header_of(&call, "api-sign"),
+        api_sign(
+            SWING_API_SECRET.as_bytes(),
+            "/0/private/AddOrder",
+            NOW.0,
+            &call.body
+        )
+        .unwrap()
+    );
+    let swing_cl = DedupeKey::new(Some("a000"), b"")
+        .in_account(Some("swing"))
+        .cl_ord_id();
+    let default_cl = DedupeKey::new(Some("a000"), b"").cl_ord_id();
+    assert_ne!(swing_cl, default_cl);
+    assert!(String::from_utf8_lossy(&call.body).contains(&format!("cl_ord_id={swing_cl}")));
+    // Its records, claims and rate count are its own.
+    let keys: Vec<String> = w
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            StoreOp::Get(k) | StoreOp::Set(k, _) | StoreOp::Increment(k, _) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("dd:") && k.ends_with("@swing:id:a000")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("dc:") && k.ends_with("@swing:id:a000")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("rl:") && k.ends_with("@swing")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.ends_with(":id:a000") && !k.contains("@swing")),
+        "{keys:?}"
+    );
+    let placed = r#"{"error":[],"result":{"descr":{"order":"buy 1.25000000 XBTUSD @ limit 37500.0"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#;
+    let notify = [("notify_url", "https://hooks.example.test/notify-0123456789")];
+    let d = w.run(pending.resume(Input::Kraken(reply(placed)), NOW));
+    assert_eq!(d.response.status, 200);
+    assert_eq!(body(&d)["cl_ord_id"], swing_cl.as_str());
+    assert_eq!(events(&d), ["order_placed"]);
+    assert_eq!(line(&d, 0)["account"], "swing");
+
+    // The same `id` to the default account, in the same store: a new alert, the top
+    // level's key, the default cl_ord_id, no account in its lines.
+    let (call, pending) = w
+        .until_call(handle(
+            c.clone(),
+            host(),
+            alert_to("/webhook", WEBHOOK_SECRET, Some("a000"), &[]),
+        ))
+        .ok()
+        .unwrap();
+    assert_eq!(header_of(&call, "api-key"), API_KEY);
+    assert!(String::from_utf8_lossy(&call.body).contains(&format!("cl_ord_id={default_cl}")));
+    let d = w.run(pending.resume(Input::Kraken(reply(placed)), NOW));
+    assert_eq!(d.response.status, 200);
+    assert_eq!(line(&d, 0).get("account"), None);
+
+    // Resent to swing: its duplicate, nothing sent.
+    let d = w.run(handle(
+        c.clone(),
+        host(),
+        alert_to("/webhook/swing", SWING_SECRET, Some("a000"), &[]),
+    ));
+    assert_eq!(body(&d)["status"], "duplicate", "{:?}", body(&d));
+    assert_eq!(line(&d, 0)["account"], "swing");
+
+    // Its notifications name it too.
+    let c = with_accounts(&notify);
+    let mut w = World::default();
+    let (_, pending) = w
+        .until_call(handle(
+            c,
+            host(),
+            alert_to("/webhook/paper", PAPER_SECRET, Some("n1"), &[]),
+        ))
+        .ok()
+        .unwrap();
+    let d = w.run(pending.resume(Input::Kraken(reply(placed)), NOW));
+    let notice: Value = serde_json::from_slice(&d.notices[0].call.body).unwrap();
+    assert_eq!(notice["account"], "paper");
+}
+
+#[test]
+fn an_account_switched_off_or_in_dry_run_while_the_default_account_trades() {
+    let c = with_accounts(&[]);
+    let d = done(handle(
+        c.clone(),
+        host(),
+        alert_to("/webhook/scalp", SCALP_SECRET, None, &[]),
+    ));
+    assert_eq!(d.response.status, 423);
+    assert_eq!(events(&d), ["trading_disabled"]);
+    assert_eq!(line(&d, 0)["account"], "scalp");
+    let (call, _) = sends(handle(
+        c.clone(),
+        host(),
+        alert_to("/webhook/paper", PAPER_SECRET, None, &[]),
+    ));
+    assert!(String::from_utf8_lossy(&call.body).contains("validate=true"));
+    let (call, _) = sends(handle(
+        c.clone(),
+        host(),
+        alert_to("/webhook", WEBHOOK_SECRET, None, &[]),
+    ));
+    assert!(!String::from_utf8_lossy(&call.body).contains("validate"));
+    // swing's cap: 1.25 at 37,500 is 46,875, under its 50,000; 1.5 is over it. The top level
+    // has no cap.
+    let big = |path: &str, secret: &str| {
+        let mut r = alert_to(path, secret, None, &[]);
+        r.body = String::from_utf8(r.body)
+            .unwrap()
+            .replace("1.25", "1.5")
+            .into_bytes();
+        r
+    };
+    assert!(is_call(handle(
+        c.clone(),
+        host(),
+        alert_to("/webhook/swing", SWING_SECRET, None, &[])
+    )));
+    let d = done(handle(
+        c.clone(),
+        host(),
+        big("/webhook/swing", SWING_SECRET),
+    ));
+    assert_eq!(d.response.status, 422, "{:?}", body(&d));
+    assert!(is_call(handle(
+        c.clone(),
+        host(),
+        big("/webhook", WEBHOOK_SECRET)
+    )));
+    // The kill switch at the top level holds for an account that does not override it...
+    let off = with_accounts(&[("trading_enabled", "false")]);
+    let d = done(handle(
+        off.clone(),
+        host(),
+        alert_to("/webhook/paper", PAPER_SECRET, None, &[]),
+    ));
+    assert_eq!(d.response.status, 423);
+}
+
+#[test]
+fn each_account_has_its_own_rate_limit() {
+    let accounts =
+        format!(r#"{{"swing":{{"webhook_secret":"{SWING_SECRET}","rate_limit_per_minute":"1"}}}}"#);
+    let c = config(&[
+        ("kraken_accounts", &accounts),
+        ("rate_limit_per_minute", "2"),
+    ]);
+    let mut w = World::with_replies([]);
+    let placed =
+        || reply(r#"{"error":[],"result":{"descr":{"order":"x"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#);
+    let send = |w: &mut World, path: &str, secret: &str, id: &str| {
+        w.replies.push_back(placed());
+        let d = w.run(handle(
+            c.clone(),
+            host(),
+            alert_to(path, secret, Some(id), &[]),
+        ));
+        w.replies.clear();
+        d.response.status
+    };
+    assert_eq!(send(&mut w, "/webhook/swing", SWING_SECRET, "s1"), 200);
+    assert_eq!(send(&mut w, "/webhook/swing", SWING_SECRET, "s2"), 429);
+    // The default account counts its own minute: two.
+    assert_eq!(send(&mut w, "/webhook", WEBHOOK_SECRET, "d1"), 200);
+    assert_eq!(send(&mut w, "/webhook", WEBHOOK_SECRET, "d2"), 200);
+    assert_eq!(send(&mut w, "/webhook", WEBHOOK_SECRET, "d3"), 429);
+}
+
+#[test]
+fn health_and_config_show_each_account_by_name_and_key_count_never_a_secret() {
+    let c = with_accounts(&[("environment", "development")]);
+    let h = done(handle(c.clone(), host(), get("/health")));
+    assert_eq!(h.response.status, 200);
+    let accounts = &body(&h)["accounts"];
+    assert_eq!(
+        accounts,
+        &json!([
+            {"name":"swing","usable":true,"kraken_keys":1,"trading_enabled":true,"dry_run":false},
+            {"name":"scalp","usable":true,"kraken_keys":1,"trading_enabled":false,"dry_run":false},
+            {"name":"paper","usable":true,"kraken_keys":1,"trading_enabled":true,"dry_run":true},
+        ])
+    );
+    let cfg = done(handle(c, host(), get("/config")));
+    let b = body(&cfg);
+    assert_eq!(b["kraken_accounts"], "***");
+    assert_eq!(b["accounts"][0]["name"], "swing");
+    assert_eq!(b["accounts"][0]["webhook_secret"], "***");
+    assert_eq!(b["accounts"][0]["webhook_secret_previous"], Value::Null);
+    assert_eq!(b["accounts"][0]["max_order_value"], "50000");
+    assert_eq!(b["accounts"][1]["trading_enabled"], false);
+    for text in [&h.response.body, &cfg.response.body] {
+        let text = String::from_utf8_lossy(text);
+        for s in [
+            WEBHOOK_SECRET,
+            SWING_SECRET,
+            SCALP_SECRET,
+            PAPER_SECRET,
+            SWING_KEY,
+            SWING_API_SECRET,
+        ] {
+            assert!(!text.contains(s), "{text}");
+        }
+    }
+}
+
+#[test]
+fn a_malformed_kraken_accounts_stops_every_alert_and_health_says_why_without_a_secret() {
+    let long = "a-good-long-webhook-secret-0123456789";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}""#),
+            "not a JSON object",
+        ),
+        (format!(r#"["{long}"]"#), "not a JSON object"),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","notify_url":"https://x"}}}}"#),
+            "notify_url is a top-level setting only",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","{long}":"x"}}}}"#),
+            "member 2 is not a setting",
+        ),
+        (
+            r#"{"swing":{"webhook_secret":"short-secret-xyz"}}"#.into(),
+            "shorter than 32 bytes",
+        ),
+        (r#"{"swing":{"trading_enabled":false}}"#.into(), "required"),
+        (
+            format!(
+                r#"{{"swing":{{"webhook_secret":"{long}"}},"swing":{{"webhook_secret":"{long}x"}}}}"#
+            ),
+            "named twice",
+        ),
+        (
+            format!(r#"{{"Swing":{{"webhook_secret":"{long}"}}}}"#),
+            "a name is 1 to 32",
+        ),
+        (
+            format!(r#"{{"{long}":{{"webhook_secret":"{long}"}}}}"#),
+            "a name is 1 to 32",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{WEBHOOK_SECRET}"}}}}"#),
+            "the same as a webhook secret of the default account",
+        ),
+        (
+            format!(
+                r#"{{"a":{{"webhook_secret":"{long}"}},"b":{{"webhook_secret_previous":"{long}","webhook_secret":"{long}-b"}}}}"#
+            ),
+            "the same as a webhook secret of account a",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","kraken_api_key":"short-key"}}}}"#),
+            "shorter than 12 bytes",
+        ),
+        (
+            format!(
+                r#"{{"swing":{{"webhook_secret":"{long}","kraken_api_key":"swing-api-key-public"}}}}"#
+            ),
+            "required to trade",
+        ),
+        (
+            format!(
+                r#"{{"swing":{{"webhook_secret":"{long}","kraken_api_key":"swing-api-key-public","kraken_api_secret":"not base64 {long}"}}}}"#
+            ),
+            "not valid base64",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","kraken_otp":"1234"}}}}"#),
+            "shorter than 12 bytes",
+        ),
+        (
+            format!(
+                r#"{{"swing":{{"webhook_secret":"{long}","kraken_api_keys":[{{"api_key":"{long}"}}]}}}}"#
+            ),
+            "not a JSON list",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","max_order_value":"-5"}}}}"#),
+            "max_order_value",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","rate_limit_per_minute":0}}}}"#),
+            "from 1 to 100000",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","dry_run":"maybe"}}}}"#),
+            "`true` or `false`",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","position_reserve":"XBT=1"}}}}"#),
+            "position alerts are not in this version",
+        ),
+        ("{}".into(), "names no account"),
+    ];
+    for (accounts, says) in &cases {
+        let c = config(&[("kraken_accounts", accounts.as_str())]);
+        assert!(!c.is_usable(), "{accounts}");
+        let h = done(handle(c.clone(), host(), get("/health")));
+        assert_eq!(h.response.status, 503, "{accounts}");
+        let text = String::from_utf8_lossy(&h.response.body).into_owned();
+        assert!(text.contains(says), "{accounts}: {text}");
+        for s in [
+            long,
+            WEBHOOK_SECRET,
+            "short-secret-xyz",
+            "short-key",
+            "1234\"",
+        ] {
+            assert!(!text.contains(s), "{accounts}: {text}");
+        }
+        // No alert trades on a guess: neither the default account's nor an account's.
+        for (path, secret) in [("/webhook", WEBHOOK_SECRET), ("/webhook/swing", long)] {
+            let d = done(handle(c.clone(), host(), alert_to(path, secret, None, &[])));
+            assert_eq!(d.response.status, 503, "{accounts} {path}");
+            assert_eq!(events(&d), ["config_error"]);
+        }
+    }
+    // The same, read lazily as the host does: the account path reads kraken_accounts before
+    // authenticating, and stops there.
+    let accounts = format!(r#"{{"swing":{{"webhook_secret":"{long}","dry_run":"maybe"}}}}"#);
+    let lookup = |name: &str| match name {
+        "webhook_secret" => Some(WEBHOOK_SECRET.to_string()),
+        "kraken_api_key" => Some(API_KEY.to_string()),
+        "kraken_api_secret" => Some(API_SECRET.to_string()),
+        "kraken_accounts" => Some(accounts.clone()),
+        _ => None,
+    };
+    for (path, secret) in [("/webhook", WEBHOOK_SECRET), ("/webhook/swing", long)] {
+        let d = done(handle_with(
+            &lookup,
+            host(),
+            alert_to(path, secret, None, &[]),
+        ));
+        assert_eq!(d.response.status, 503, "{path}");
+    }
+}
+
+#[test]
+fn an_accounts_alert_read_lazily_as_the_host_reads_settings_trades() {
+    let accounts = accounts();
+    let read = std::cell::RefCell::new(Vec::new());
+    let lookup = |name: &str| {
+        read.borrow_mut().push(name.to_string());
+        match name {
+            "webhook_secret" => Some(WEBHOOK_SECRET.to_string()),
+            "kraken_api_key" => Some(API_KEY.to_string()),
+            "kraken_api_secret" => Some(API_SECRET.to_string()),
+            "kraken_api_url" => Some("http://127.0.0.1:18081".to_string()),
+            "kraken_accounts" => Some(accounts.clone()),
+            _ => None,
+        }
+    };
+    let (call, _) = sends(handle_with(
+        &lookup,
+        host(),
+        alert_to("/webhook/swing", SWING_SECRET, None, &[]),
+    ));
+    assert_eq!(header_of(&call, "api-key"), SWING_KEY);
+    // A refused alert to the default account does not read kraken_accounts.
+    read.borrow_mut().clear();
+    let d = done(handle_with(
+        &lookup,
+        host(),
+        alert_to("/webhook", SWING_SECRET, None, &[]),
+    ));
+    assert_eq!(d.response.status, 401);
+    assert!(
+        !read.borrow().iter().any(|n| n == "kraken_accounts"),
+        "{:?}",
+        read.borrow()
+    );
+    // Each name once per request, however many accounts.
+    read.borrow_mut().clear();
+    let (call, _) = sends(handle_with(
+        &lookup,
+        host(),
+        alert_to("/webhook/paper", PAPER_SECRET, None, &[]),
+    ));
+    assert_eq!(header_of(&call, "api-key"), API_KEY);
+    let names = read.borrow();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{names:?}");
+}
+
+#[test]
+fn another_accounts_secret_in_an_alert_never_leaves() {
+    let c = with_accounts(&[("environment", "development")]);
+    for (path, secret, pasted) in [
+        ("/webhook", WEBHOOK_SECRET, SWING_SECRET),
+        ("/webhook/swing", SWING_SECRET, WEBHOOK_SECRET),
+        ("/webhook/paper", PAPER_SECRET, SWING_API_SECRET),
+    ] {
+        let mut r = alert_to(path, secret, None, &[]);
+        r.body = String::from_utf8(r.body)
+            .unwrap()
+            .replace(
+                r#""price":"37500""#,
+                &format!(r#""price":"37500","comment":"{pasted}","bogus_{pasted}":1"#),
+            )
+            .into_bytes();
+        let d = done(handle(c.clone(), host(), r));
+        assert_eq!(d.response.status, 422);
+        let all = format!("{}{:?}", String::from_utf8_lossy(&d.response.body), d.log);
+        assert!(!all.contains(pasted), "{all}");
+    }
+}

@@ -216,7 +216,7 @@ impl Pending {
     // ---- the rate limit ----------------------------------------------------------------
 
     fn rate_count(self) -> Step {
-        let k = rate_limit::key(self.cx.host.now.secs());
+        let k = rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref());
         self.store(Stage::RateCount, StoreOp::Increment(k, 1))
     }
 
@@ -232,7 +232,7 @@ impl Pending {
             StoreReply::Unsupported => {
                 self.atomics = false;
                 self.lookup_first = true;
-                let k = rate_limit::key(self.cx.host.now.secs());
+                let k = rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref());
                 self.store(Stage::RateRead, StoreOp::Get(k))
             }
             other => self.store_failed(other),
@@ -251,7 +251,7 @@ impl Pending {
         }
         self.rate_count = i64::from(count) + 1;
         let op = StoreOp::Set(
-            rate_limit::key(self.cx.host.now.secs()),
+            rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref()),
             self.rate_count.to_string().into_bytes(),
         );
         self.store(Stage::RateWrite, op)
