@@ -139,13 +139,14 @@ mod io_spin {
     const STORE_URL: &str = "http://bridge-store.spin.internal/.store";
 
     /// Every setting `/health` reports on (the bridge's `config::SETTINGS`).
-    const SETTINGS: [&str; 25] = [
+    const SETTINGS: [&str; 26] = [
         "webhook_secret",
         "webhook_secret_previous",
         "kraken_api_key",
         "kraken_api_secret",
         "kraken_otp",
         "kraken_api_keys",
+        "kraken_accounts",
         "kraken_api_url",
         "environment",
         "trading_enabled",
@@ -329,7 +330,7 @@ mod probe {
         send, Fields, IncomingRequest, OutgoingResponse, Request, ResponseOutparam,
     };
 
-    const SETTINGS: [&str; 25] = [
+    const SETTINGS: [&str; 26] = [
         "webhook_secret",
         "webhook_secret_previous",
         "environment",
@@ -341,6 +342,7 @@ mod probe {
         "kraken_api_secret",
         "kraken_otp",
         "kraken_api_keys",
+        "kraken_accounts",
         "kraken_api_url",
         "trading_enabled",
         "dry_run",
