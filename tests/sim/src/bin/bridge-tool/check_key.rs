@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "\
-usage: scripts/check-key
+usage: scripts/check-key [--account NAME]
 
 Checks that a Kraken API key has the permissions the bridge needs, with calls that change
 nothing: Balance, OpenOrders, ClosedOrders, and one AddOrder with validate=true (a market buy
@@ -21,7 +21,12 @@ of 0.0001 XBTUSD that Kraken only validates; nothing trades).
   KRAKEN_API_KEYS                     the bridge's further keys, as in kraken_api_keys
                                       ([{\"api_key\":\"...\",\"api_secret\":\"...\"}]): each is
                                       checked too, one after the other
+  KRAKEN_ACCOUNTS                     the bridge's kraken_accounts: every key of every
+                                      account that has keys of its own is checked too
   KRAKEN_API_URL                      default https://api.kraken.com
+
+  --account NAME   check only the keys account NAME trades with (its own, or the top
+                   level's when it names none)
 
 Nonces are the wall clock in microseconds, as the bridge's. Exit status: 0 when every needed
 permission is present, 1 when one is missing, 2 when Kraken's answers cannot tell (a bad
@@ -202,7 +207,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 pub fn main(words: Vec<String>) -> Result<u8, String> {
-    let args = Args::parse(words, &[], &[])?;
+    let args = Args::parse(words, &["--account"], &[])?;
     if args.flag("--help") {
         println!("{USAGE}");
         return Ok(EXIT_OK);
@@ -212,37 +217,42 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
             "unexpected argument {extra:?}: the key comes from the environment\n{USAGE}"
         ));
     }
-    let key = env("KRAKEN_API_KEY").ok_or("KRAKEN_API_KEY is not set")?;
-    let secret = env("KRAKEN_API_SECRET").ok_or("KRAKEN_API_SECRET is not set")?;
-    let mut keys = vec![(key, secret, "KRAKEN_API_KEY".to_string())];
-    if let Some(text) = env("KRAKEN_API_KEYS") {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Key {
-            api_key: String,
-            api_secret: String,
+    let accounts = match env("KRAKEN_ACCOUNTS") {
+        None => Vec::new(),
+        Some(text) => accounts(&text)?,
+    };
+    let keys = match args.value("--account") {
+        None => {
+            let mut keys = top_keys()?;
+            for (_, own) in accounts {
+                keys.extend(own);
+            }
+            keys
         }
-        let more: Vec<Key> = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "KRAKEN_API_KEYS is not a JSON list of {{\"api_key\",\"api_secret\"}} (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
-        for (i, k) in more.into_iter().enumerate() {
-            keys.push((
-                k.api_key,
-                k.api_secret,
-                format!("KRAKEN_API_KEYS key {}", i + 1),
-            ));
-        }
-    }
+        Some(name) => match accounts.into_iter().find(|(n, _)| n == name) {
+            None => return Err(format!("KRAKEN_ACCOUNTS names no account {name:?}")),
+            Some((_, own)) if !own.is_empty() => own,
+            Some(_) => {
+                println!("Account {name} names no keys of its own: it trades with the top level's");
+                top_keys()?
+            }
+        },
+    };
     let base = env("KRAKEN_API_URL").unwrap_or_else(|| "https://api.kraken.com".into());
     let base = base.trim().trim_end_matches('/').to_string();
     // The worst outcome of any key: refused (1) before cannot tell (2) before ok (0).
     let mut worst = EXIT_OK;
     let count = keys.len();
-    for (n, (key, secret, name)) in keys.into_iter().enumerate() {
+    for (
+        n,
+        Key {
+            key,
+            secret,
+            otp,
+            name,
+        },
+    ) in keys.into_iter().enumerate()
+    {
         if count > 1 {
             println!(
                 "{}Key {} of {count} ({name})",
@@ -257,7 +267,7 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
             base: base.clone(),
             key: key.trim().to_string(),
             secret,
-            otp: env("KRAKEN_OTP"),
+            otp,
             last_nonce: 0,
         };
         let code = check_one(kraken);
@@ -268,6 +278,98 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
         };
     }
     Ok(worst)
+}
+
+/// One key to check, and where it came from (never its value).
+struct Key {
+    key: String,
+    secret: String,
+    otp: Option<String>,
+    name: String,
+}
+
+/// `kraken_api_keys`' shape: `[{"api_key":"...","api_secret":"..."}]`.
+fn more_keys(text: &str, what: &str, otp: &Option<String>) -> Result<Vec<Key>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct More {
+        api_key: String,
+        api_secret: String,
+    }
+    let more: Vec<More> = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "{what} is not a JSON list of {{\"api_key\",\"api_secret\"}} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    Ok(more
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| Key {
+            key: k.api_key,
+            secret: k.api_secret,
+            otp: otp.clone(),
+            name: format!("{what} key {}", i + 1),
+        })
+        .collect())
+}
+
+/// The top level's keys: KRAKEN_API_KEY and KRAKEN_API_SECRET, then KRAKEN_API_KEYS.
+fn top_keys() -> Result<Vec<Key>, String> {
+    let otp = env("KRAKEN_OTP");
+    let mut keys = vec![Key {
+        key: env("KRAKEN_API_KEY").ok_or("KRAKEN_API_KEY is not set")?,
+        secret: env("KRAKEN_API_SECRET").ok_or("KRAKEN_API_SECRET is not set")?,
+        otp: otp.clone(),
+        name: "KRAKEN_API_KEY".into(),
+    }];
+    if let Some(text) = env("KRAKEN_API_KEYS") {
+        keys.extend(more_keys(&text, "KRAKEN_API_KEYS", &otp)?);
+    }
+    Ok(keys)
+}
+
+/// KRAKEN_ACCOUNTS (the bridge's `kraken_accounts`): each account's name and its own keys
+/// (none when it trades with the top level's). Messages name accounts, never a value.
+fn accounts(text: &str) -> Result<Vec<(String, Vec<Key>)>, String> {
+    let parsed: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "KRAKEN_ACCOUNTS is not a JSON object of accounts (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let mut out = Vec::new();
+    for (name, account) in parsed {
+        let field = |f: &str| match account.get(f) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(v @ Value::Array(_)) => Some(v.to_string()),
+            _ => None,
+        };
+        let what = format!("account {name}");
+        let otp = field("kraken_otp");
+        let mut own = Vec::new();
+        match (field("kraken_api_key"), field("kraken_api_secret")) {
+            (Some(key), Some(secret)) => own.push(Key {
+                key,
+                secret,
+                otp: otp.clone(),
+                name: format!("{what} kraken_api_key"),
+            }),
+            (None, None) => {}
+            _ => {
+                return Err(format!(
+                    "{what}: kraken_api_key and kraken_api_secret go together"
+                ))
+            }
+        }
+        if let Some(text) = field("kraken_api_keys") {
+            own.extend(more_keys(&text, &format!("{what} kraken_api_keys"), &otp)?);
+        }
+        out.push((name, own));
+    }
+    Ok(out)
 }
 
 /// Checks one key and prints its report: the exit status it alone would give.

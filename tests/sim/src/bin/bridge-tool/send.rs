@@ -9,7 +9,7 @@ use sha2::Sha256;
 use std::time::Duration;
 
 const USAGE: &str = "\
-usage: scripts/send [--url URL] (--file PATH | --symbol SYMBOL --side buy|sell --volume V
+usage: scripts/send [--url URL] [--account NAME] (--file PATH | --symbol SYMBOL --side buy|sell --volume V
                      [--order-type TYPE] [--price P] [--id ID] [--validate] [--timestamp])
                     [--tradingview] [--sim URL]
 
@@ -18,6 +18,8 @@ from WEBHOOK_SECRET, never from a flag.
 
   --url URL        the bridge's webhook (default http://$BRIDGE_ADDR/webhook, BRIDGE_ADDR
                    default 127.0.0.1:3000, as scripts/up serves it)
+  --account NAME   send to the named account: /NAME is added to the webhook URL
+                   (WEBHOOK_SECRET is then that account's secret)
   --file PATH      the alert body, sent byte for byte (- reads stdin)
   --symbol, --side, --volume, --order-type, --price, --id
                    build the alert from these fields instead
@@ -51,6 +53,7 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
             "--price",
             "--id",
             "--sim",
+            "--account",
         ],
         &["--validate", "--timestamp", "--tradingview"],
     )?;
@@ -79,6 +82,29 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
         },
         str::to_string,
     );
+    let url = match args.value("--account") {
+        None => url,
+        Some(name) => {
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !valid {
+                return Err(format!(
+                    "--account {name:?}: an account name is 1 to 32 of a-z, 0-9, _ and -"
+                ));
+            }
+            let (path, query) = url
+                .split_once('?')
+                .map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
+            let path = format!("{}/{name}", path.trim_end_matches('/'));
+            match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            }
+        }
+    };
     let tradingview = args.flag("--tradingview");
     let raw = match args.value("--file") {
         Some(path) => {
