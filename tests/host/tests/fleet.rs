@@ -211,6 +211,84 @@ async fn one_alert_delivered_everywhere_at_once_trades_once_on_redis() {
     same_alert_everywhere(Backend::Redis, 100).await;
 }
 
+/// One `id` sent to two accounts at the same instant (contract 2.7: two alerts), each
+/// delivered twice, the four deliveries on four instances sharing the store, as TradingView
+/// delivers them (a 5xx is resent): every round, exactly one order on each account's Kraken
+/// account, under its own `cl_ord_id`, and every chain of deliveries ends in `200`.
+async fn one_id_to_two_accounts(backend: Backend, rounds: usize) {
+    let Some((store, _server)) = store(backend) else {
+        return;
+    };
+    let sim = accounts_sim();
+    let setting = accounts_setting();
+    let hosts = fleet(
+        &sim,
+        &store,
+        INSTANCES,
+        &[NO_LIMIT, ("kraken_accounts", &setting)],
+    );
+    let started = Instant::now();
+    let mut resent = 0;
+    for r in 0..rounds {
+        let id = format!("two-accounts-{r}");
+        let to = [
+            ("/webhook", market_alert(&id, "0.001")),
+            (
+                "/webhook/swing",
+                market_alert_with(SWING_SECRET, &id, "0.001"),
+            ),
+        ];
+        let jobs: Vec<_> = (0..INSTANCES)
+            .map(|i| {
+                let (path, body) = to[i % 2].clone();
+                let hosts = hosts.clone();
+                async move { deliver_like_tradingview_to(hosts, i, path, body).await }
+            })
+            .collect();
+        let chains = at_the_same_instant(jobs).await;
+        for (cl, key, what) in [
+            (cl_ord_id_for_id(&id), API_KEY, "the default account"),
+            (cl_ord_id_in("swing", &id), SWING_API_KEY, "swing"),
+        ] {
+            let orders = orders_with(&sim, &cl);
+            assert_eq!(
+                orders.len(),
+                1,
+                "round {r}, {what}: {} orders",
+                orders.len()
+            );
+            assert_eq!(
+                orders[0].api_key, key,
+                "round {r}: {what} traded on its own account"
+            );
+        }
+        for chain in &chains {
+            let last = chain.last().unwrap();
+            assert_eq!(last.status, 200, "round {r}: {last}");
+            assert_no_secrets(last);
+            resent += chain.len() - 1;
+        }
+    }
+    assert_eq!(sim.orders().len(), 2 * rounds);
+    eprintln!(
+        "{rounds} rounds of one id to two accounts ({} deliveries) in {:.1?}: one order on each account every round; {resent} resends",
+        rounds * INSTANCES,
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_id_to_two_accounts_at_once_trades_once_on_each_in_memory() {
+    let _machine = shared().await;
+    one_id_to_two_accounts(Backend::Memory, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_id_to_two_accounts_at_once_trades_once_on_each_on_redis() {
+    let _machine = shared().await;
+    one_id_to_two_accounts(Backend::Redis, 100).await;
+}
+
 /// Deliveries a few milliseconds either side of a claim slot's edge, each on its own
 /// instance: each side's deliveries increment the two slots' counters, which must still
 /// leave exactly one owner (in arrival order they could each win one and lose the other,

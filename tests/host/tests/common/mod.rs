@@ -33,12 +33,28 @@ pub const POOL_KEYS: [(&str, &str); 3] = [
     ),
 ];
 
+/// The webhook secret of account `swing` ([`accounts_setting`]).
+pub const SWING_SECRET: &str = "e2e-swing-webhook-secret-7a0c3e5b19d2";
+/// The webhook secret of account `paper`.
+pub const PAPER_SECRET: &str = "e2e-paper-webhook-secret-2f8d6b4a0c1e";
+/// The webhook secret of account `scalp`.
+pub const SCALP_SECRET: &str = "e2e-scalp-webhook-secret-9e1f3a5c7b2d";
+/// Account `swing`'s own Kraken key: another account of the simulator ([`accounts_sim`]).
+pub const SWING_API_KEY: &str = "e2e-swing-kraken-api-key-3b5d7f9a1c2e4f6a8b";
+/// Its private key.
+pub const SWING_API_SECRET: &str = "c3dpbmctYWNjb3VudC1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZg==";
+
 /// Every value that must never appear in a log line or a response.
 pub const SECRETS: &[&str] = &[
     WEBHOOK_SECRET,
     PREVIOUS_SECRET,
     API_KEY,
     API_SECRET,
+    SWING_SECRET,
+    PAPER_SECRET,
+    SCALP_SECRET,
+    SWING_API_KEY,
+    SWING_API_SECRET,
     POOL_KEYS[0].0,
     POOL_KEYS[0].1,
     POOL_KEYS[1].0,
@@ -68,6 +84,59 @@ pub fn pool_sim(n: usize) -> Sim {
         accounts: vec![account],
         ..SimOptions::default()
     })
+}
+
+/// A simulator with two Kraken accounts: the default one ([`API_KEY`]) and `swing`'s own
+/// ([`SWING_API_KEY`]).
+pub fn accounts_sim() -> Sim {
+    let mut account = Account::test_default();
+    account.api_key = API_KEY.to_string();
+    let mut swing = Account::test_default();
+    swing.api_key = SWING_API_KEY.to_string();
+    swing.api_secret = SWING_API_SECRET.to_string();
+    Sim::start(SimOptions {
+        accounts: vec![account, swing],
+        ..SimOptions::default()
+    })
+}
+
+/// `kraken_accounts`: `swing` with its own Kraken account and a cap, `paper` a dry run on
+/// the top level's keys, `scalp` switched off.
+pub fn accounts_setting() -> String {
+    serde_json::json!({
+        "swing": {"webhook_secret": SWING_SECRET, "kraken_api_key": SWING_API_KEY,
+                  "kraken_api_secret": SWING_API_SECRET, "max_order_value": "5000"},
+        "paper": {"webhook_secret": PAPER_SECRET, "dry_run": true},
+        "scalp": {"webhook_secret": SCALP_SECRET, "trading_enabled": false},
+    })
+    .to_string()
+}
+
+/// `POST path` with `body` and headers.
+pub fn post_to(
+    path: &str,
+    body: impl Into<Bytes>,
+    headers: &[(&str, &str)],
+) -> http::Request<Bytes> {
+    let mut req = http::Request::post(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(body.into()).unwrap()
+}
+
+/// A market buy with an `id`, authenticated with `secret` (an account's).
+pub fn market_alert_with(secret: &str, id: &str, volume: &str) -> String {
+    format!(
+        r#"{{"secret":"{secret}","id":"{id}","symbol":"XBTUSD","side":"buy","volume":"{volume}"}}"#
+    )
+}
+
+/// The `cl_ord_id` the bridge derives for an alert with this `id` sent to `account`.
+pub fn cl_ord_id_in(account: &str, id: &str) -> String {
+    tv_kraken_bridge::idempotency::DedupeKey::new(Some(id), b"")
+        .in_account(Some(account))
+        .cl_ord_id()
 }
 
 /// `kraken_api_keys` holding the first `n` of [`POOL_KEYS`].
@@ -164,11 +233,25 @@ pub async fn deliver_like_tradingview(
     first: usize,
     body: String,
 ) -> Vec<Exchange> {
+    deliver_like_tradingview_to(hosts, first, "/webhook", body).await
+}
+
+/// [`deliver_like_tradingview`] to `path` (`/webhook/{account}`).
+pub async fn deliver_like_tradingview_to(
+    hosts: Vec<SpinHost>,
+    first: usize,
+    path: &str,
+    body: String,
+) -> Vec<Exchange> {
     let mut exchanges: Vec<Exchange> = Vec::new();
     loop {
         let host = &hosts[(first + exchanges.len()) % hosts.len()];
         let ex = host
-            .handle(post(body.clone(), &[("content-type", "text/plain")]))
+            .handle(post_to(
+                path,
+                body.clone(),
+                &[("content-type", "text/plain")],
+            ))
             .await;
         let resent = (500..600).contains(&ex.status) && ex.status != 504;
         exchanges.push(ex);
