@@ -125,6 +125,8 @@ fn script(name: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>)
         "KRAKEN_API_SECRET",
         "KRAKEN_OTP",
         "KRAKEN_API_URL",
+        "KRAKEN_API_KEYS",
+        "KRAKEN_ACCOUNTS",
         "CARGO_TARGET_DIR",
     ] {
         cmd.env_remove(var);
@@ -266,6 +268,59 @@ fn send_signs_the_raw_body_and_keeps_the_secret_out_of_it() {
                "volume": "0.001", "price": "30000", "validate": true})
     );
     assert_eq!(got[1].body, text);
+}
+
+#[test]
+fn send_addresses_an_account_with_its_own_secret() {
+    let rx = Receiver::start(ReceiverAnswer::Status(200));
+    let base = rx.url("/webhook");
+    for url in [base.clone(), format!("{base}/"), format!("{base}?x=1")] {
+        let run = send(
+            &[
+                "--url",
+                &url,
+                "--account",
+                "swing",
+                "--symbol",
+                "XBTUSD",
+                "--side",
+                "buy",
+                "--volume",
+                "0.001",
+            ],
+            &[("WEBHOOK_SECRET", SWING_SECRET)],
+        );
+        run.assert_no_secret(&[]);
+        assert_eq!(run.code, 0, "{run}");
+    }
+    let got = rx.wait_for(3, Duration::from_secs(5));
+    let paths: Vec<_> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/webhook/swing", "/webhook/swing", "/webhook/swing?x=1"]
+    );
+    for r in &got {
+        let expected = tv_kraken_bridge::auth::sign_hex(SWING_SECRET.as_bytes(), &r.body);
+        assert_eq!(r.header("x-signature"), Some(expected.as_str()));
+    }
+    // Not an account name: refused before anything is sent.
+    let run = send(
+        &[
+            "--url",
+            &base,
+            "--account",
+            "Swing/x",
+            "--symbol",
+            "XBTUSD",
+            "--side",
+            "buy",
+            "--volume",
+            "0.001",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("an account name is"), "{run}");
 }
 
 #[test]
@@ -774,6 +829,82 @@ fn check_key_checks_every_key_of_the_pool() {
         2,
         "{run}"
     );
+}
+
+#[test]
+fn check_key_checks_every_key_of_every_account() {
+    let sim = accounts_sim();
+    let accounts = accounts_setting();
+    let asked = |key: &str| {
+        private_requests(&sim)
+            .into_iter()
+            .filter(|r| r.api_key.as_deref() == Some(key) && r.signature_valid == Some(true))
+            .count()
+    };
+    // Every account: the top level's key, then swing's own (paper and scalp share the top
+    // level's keys).
+    let run = check_key(&sim, &[("KRAKEN_ACCOUNTS", accounts.as_str())]);
+    run.assert_no_secret(&[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .contains("Key 2 of 2 (account swing kraken_api_key)"),
+        "{run}"
+    );
+    assert_eq!((asked(API_KEY), asked(SWING_API_KEY)), (4, 4), "{run}");
+    // One account: its own keys only.
+    let before = (asked(API_KEY), asked(SWING_API_KEY));
+    let run = script(
+        "check-key",
+        &["--account", "swing"],
+        &[
+            ("KRAKEN_ACCOUNTS", accounts.as_str()),
+            ("KRAKEN_API_URL", sim.url().as_str()),
+        ],
+        None,
+    );
+    run.assert_no_secret(&[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        (asked(API_KEY), asked(SWING_API_KEY)),
+        (before.0, before.1 + 4),
+        "{run}"
+    );
+    // An account without keys of its own: the top level's, said so.
+    let run = script(
+        "check-key",
+        &["--account", "paper"],
+        &[
+            ("KRAKEN_ACCOUNTS", accounts.as_str()),
+            ("KRAKEN_API_KEY", API_KEY),
+            ("KRAKEN_API_SECRET", API_SECRET),
+            ("KRAKEN_API_URL", sim.url().as_str()),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("trades with the top level's"), "{run}");
+    // An account it does not know, and a KRAKEN_ACCOUNTS that does not parse: no secret in
+    // the message.
+    let run = script(
+        "check-key",
+        &["--account", "nosuch"],
+        &[
+            ("KRAKEN_ACCOUNTS", accounts.as_str()),
+            ("KRAKEN_API_URL", sim.url().as_str()),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 2, "{run}");
+    let broken = format!(r#"{{"swing":{{"kraken_api_key":"{SWING_API_KEY}""#);
+    let run = check_key(&sim, &[("KRAKEN_ACCOUNTS", broken.as_str())]);
+    run.assert_no_secret(&[]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains("KRAKEN_ACCOUNTS is not a JSON object"),
+        "{run}"
+    );
+    assert_nothing_traded(&sim);
 }
 
 #[test]
