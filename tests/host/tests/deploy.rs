@@ -1258,9 +1258,13 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
     for (key, secret) in common::POOL_KEYS {
         account = account.with_key(key, secret);
     }
+    // And account `swing`'s own Kraken account (kraken_accounts).
+    let mut swing = kraken_sim::Account::test_default();
+    swing.api_key = common::SWING_API_KEY.to_string();
+    swing.api_secret = common::SWING_API_SECRET.to_string();
     let sim = match kraken_sim::Sim::try_start(kraken_sim::SimOptions {
         listen: ([127, 0, 0, 1], 18081).into(),
-        accounts: vec![account],
+        accounts: vec![account, swing],
         ..kraken_sim::SimOptions::default()
     }) {
         Ok(sim) => sim,
@@ -1297,6 +1301,7 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
             );
         }
         cmd.env("SPIN_VARIABLE_KRAKEN_API_KEYS", common::pool_setting(3));
+        cmd.env("SPIN_VARIABLE_KRAKEN_ACCOUNTS", common::accounts_setting());
         let mut group = Group::spawn(cmd);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         group.wait_listening(addr, Duration::from_secs(60));
@@ -1309,6 +1314,11 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
         assert_eq!(
             health["kraken_keys"], 4,
             "the pool, read from Spin: {health}"
+        );
+        assert_eq!(
+            health["accounts"].as_array().map(Vec::len),
+            Some(3),
+            "the accounts, read from Spin: {health}"
         );
     }
 
@@ -1394,11 +1404,57 @@ fn readme_spin_fleet_recognises_a_resend_to_the_other_instance() {
         }
     }
 
-    // Every order went out on a key of the pool, all of them one account's.
+    // Accounts: one `id` to account swing and to the default account, each through one
+    // instance and resent through the other: one order on each Kraken account, each under its
+    // account's own cl_ord_id. An unknown account is answered as a wrong secret.
+    let swing_alert = common::market_alert_with(common::SWING_SECRET, "readme-acct-1", "0.001");
+    let default_alert = common::market_alert("readme-acct-1", "0.001");
+    for (path, alert, first) in [
+        ("/webhook/swing", &swing_alert, 0),
+        ("/webhook", &default_alert, 1),
+    ] {
+        let (status, body) = http(instances[first].1, "POST", path, alert);
+        assert_eq!(
+            status,
+            200,
+            "{path}: {body}\n{}",
+            instances[first].0.output()
+        );
+        assert!(body.contains("\"status\":\"placed\""), "{path}: {body}");
+        let (status, body) = http(instances[1 - first].1, "POST", path, alert);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.contains("\"status\":\"duplicate\""), "{path}: {body}");
+    }
+    for (cl, key) in [
+        (
+            common::cl_ord_id_in("swing", "readme-acct-1"),
+            common::SWING_API_KEY,
+        ),
+        (common::cl_ord_id_for_id("readme-acct-1"), common::API_KEY),
+    ] {
+        let orders: Vec<_> = sim
+            .orders()
+            .into_iter()
+            .filter(|o| o.cl_ord_id.as_deref() == Some(cl.as_str()))
+            .collect();
+        assert_eq!(orders.len(), 1, "one order under {cl}");
+        assert_eq!(orders[0].api_key, key, "on its account's Kraken account");
+    }
+    let wrong = common::market_alert_with("not-a-secret-of-any-account-012345", "w", "0.001");
+    let (status, wrong_body) = http(instances[0].1, "POST", "/webhook", &wrong);
+    assert_eq!(status, 401);
+    for path in ["/webhook/nosuch", "/webhook/scalp"] {
+        let (status, body) = http(instances[1].1, "POST", path, &swing_alert);
+        assert_eq!((status, &body), (401, &wrong_body), "{path}");
+    }
+
+    // Every order went out on a key of the pool, all of them one account's, or on swing's.
     for r in common::private_requests(&sim) {
         let key = r.api_key.clone().unwrap_or_default();
         assert!(
-            key == common::API_KEY || common::POOL_KEYS.iter().any(|(k, _)| *k == key),
+            key == common::API_KEY
+                || key == common::SWING_API_KEY
+                || common::POOL_KEYS.iter().any(|(k, _)| *k == key),
             "an unknown key"
         );
         assert_eq!(r.signature_valid, Some(true));
