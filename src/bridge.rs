@@ -61,11 +61,16 @@ pub struct Host {
     pub flavour: &'static str,
     /// The state store's name, or `None` in the portable flavour.
     pub state_store: Option<&'static str>,
-    /// Asks the state store for one key, within a bounded time, for `/health`: `Ok` with
-    /// how the store is reached, or why it did not answer. `None`: not asked (no store,
-    /// or the core's own tests).
-    pub store_probe: Option<fn() -> Result<&'static str, String>>,
+    /// Asks the state store for one key, the refused Kraken keys' record
+    /// ([`crate::refused_keys::KEY`]), within a bounded time, for `/health`: `Ok` with how
+    /// the store is reached and the record's value, or why it did not answer. `None`: not
+    /// asked (no store, or the core's own tests).
+    pub store_probe: Option<StoreProbe>,
 }
+
+/// `/health`'s store probe: how the store is reached (`"bounded"`, `"direct"`) and the
+/// value of [`crate::refused_keys::KEY`], or why the store did not answer.
+pub type StoreProbe = fn() -> Result<(&'static str, Option<Vec<u8>>), String>;
 
 /// The next thing the adapter must do.
 #[derive(Debug)]
@@ -367,11 +372,36 @@ fn health(cx: &Cx, ask_store: bool) -> Step {
         "state_store": cx.host.state_store,
         "kraken_keys": c.kraken_key_count(),
     });
+    // Keys Kraken refused lately, as alerts recorded them in the store: by account.
+    let refused = match &store {
+        Some(Ok((_, value))) => crate::refused_keys::fresh(
+            crate::refused_keys::decode(value.as_deref()),
+            cx.host.now.secs(),
+        ),
+        _ => Vec::new(),
+    };
+    let refused_of = |account: Option<&str>| -> Vec<Value> {
+        refused
+            .iter()
+            .filter(|e| e.account.as_deref() == account)
+            .map(|e| json!({"key": e.key, "at": crate::time::Now(e.at * 1_000_000).rfc3339()}))
+            .collect()
+    };
+    let own = refused_of(None);
+    if !own.is_empty() {
+        body["kraken_keys_refused"] = Value::from(own);
+    }
     if !c.accounts.is_empty() {
         body["accounts"] = accounts_health(c);
+        for entry in body["accounts"].as_array_mut().into_iter().flatten() {
+            let refused = refused_of(entry["name"].as_str());
+            if !refused.is_empty() {
+                entry["kraken_keys_refused"] = Value::from(refused);
+            }
+        }
     }
     match &store {
-        Some(Ok(reached)) => body["store"] = json!({ "status": "ok", "calls": reached }),
+        Some(Ok((reached, _))) => body["store"] = json!({ "status": "ok", "calls": reached }),
         Some(Err(why)) => body["store"] = json!({ "status": "unavailable", "reason": why }),
         None => {}
     }

@@ -29,6 +29,7 @@ pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod rate_limit;
+pub mod refused_keys;
 pub mod reject;
 pub mod response;
 pub mod rounding;

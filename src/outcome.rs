@@ -126,6 +126,7 @@ enum Stage {
     PruneLease,
     PruneKeys,
     ForgetRead,
+    RefusedRead,
 }
 
 /// The call a [`Stage::Wait`] repeats: one Kraken refused for a stale nonce.
@@ -176,6 +177,8 @@ pub struct Pending {
     kraken_key: usize,
     /// The keys Kraken refused for this alert (numbered from 1), each passed over for the next.
     refused_signers: Vec<usize>,
+    /// Whether those refusals are still to be recorded for `/health` (after the answer).
+    refusals_to_record: bool,
     key: DedupeKey,
     cl_ord_id: String,
     store_keys: [String; 2],
@@ -242,6 +245,7 @@ impl Pending {
         let p = Pending {
             kraken_key: cx.config.kraken_key_for(&cl_ord_id),
             refused_signers: Vec::new(),
+            refusals_to_record: false,
             cx,
             alert,
             order: None,
@@ -328,6 +332,7 @@ impl Pending {
             (Stage::PruneLease, Input::Store(reply)) => self.on_prune_lease(reply),
             (Stage::PruneKeys, Input::Store(reply)) => self.on_prune_keys(reply),
             (Stage::ForgetRead, Input::Store(reply)) => self.on_forget_read(reply),
+            (Stage::RefusedRead, Input::Store(reply)) => self.on_refused_read(reply),
             (stage, input) => unreachable!("{stage:?} cannot take {input:?}"),
         }
     }
@@ -1014,6 +1019,7 @@ impl Pending {
         ops: Vec<StoreOp>,
     ) {
         let prune = self.prunes();
+        self.refusals_to_record = self.has_store && !self.refused_signers.is_empty();
         let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
         if self.drop_pairs_cache {
             ops.push_back(StoreOp::Delete(self.pair_key()));

@@ -2249,13 +2249,13 @@ fn an_in_flight_record_whose_owner_has_ended_answers_503_until_stale() {
 
 #[test]
 fn health_reports_a_store_that_does_not_answer() {
-    fn down() -> Result<&'static str, String> {
+    fn down() -> Result<(&'static str, Option<Vec<u8>>), String> {
         Err("no answer within 1000 ms".into())
     }
-    fn up() -> Result<&'static str, String> {
-        Ok("bounded")
+    fn up() -> Result<(&'static str, Option<Vec<u8>>), String> {
+        Ok(("bounded", None))
     }
-    let with = |probe: fn() -> Result<&'static str, String>| Host {
+    let with = |probe: StoreProbe| Host {
         store_probe: Some(probe),
         ..host()
     };
@@ -2926,4 +2926,99 @@ fn another_accounts_secret_in_an_alert_never_leaves() {
         let all = format!("{}{:?}", String::from_utf8_lossy(&d.response.body), d.log);
         assert!(!all.contains(pasted), "{all}");
     }
+}
+
+thread_local! {
+    /// What the store probe of [`a_refused_key_is_reported_by_health_on_every_instance`]
+    /// finds under the refused keys' record.
+    static REFUSED_RECORD: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_refused_key_is_reported_by_health_on_every_instance() {
+    let accounts = format!(
+        r#"{{"swing":{{"webhook_secret":"{SWING_SECRET}","kraken_api_key":"{SWING_KEY}","kraken_api_secret":"{SWING_API_SECRET}","kraken_api_keys":{MORE_KEYS}}}}}"#
+    );
+    let cfg = config(&[
+        ("kraken_api_keys", MORE_KEYS),
+        ("kraken_accounts", &accounts),
+    ]);
+    assert!(cfg.is_usable(), "{:?}", cfg.problems);
+    let refused = reply(r#"{"error":["EAPI:Invalid key"]}"#);
+    let placed =
+        reply(r#"{"error":[],"result":{"descr":{"order":"x"},"txid":["OAAAAA-BBBBB-CCCCCC"]}}"#);
+    // One alert to the default account and one to swing, each refused on its first key.
+    let mut w = World::default();
+    let mut first_signers = Vec::new();
+    for (path, secret) in [
+        ("/webhook", WEBHOOK_SECRET),
+        ("/webhook/swing", SWING_SECRET),
+    ] {
+        let (call, pending) = w
+            .until_call(handle(
+                cfg.clone(),
+                host(),
+                alert_to(path, secret, Some("kr-1"), &[]),
+            ))
+            .ok()
+            .unwrap();
+        let pool = if path == "/webhook" {
+            [API_KEY, "second-api-key-public", "third-api-key-public"]
+        } else {
+            [SWING_KEY, "second-api-key-public", "third-api-key-public"]
+        };
+        let signer = pool
+            .iter()
+            .position(|k| *k == header_of(&call, "api-key"))
+            .unwrap()
+            + 1;
+        first_signers.push(signer);
+        w.replies.push_back(placed.clone());
+        let d = w.run(pending.resume(Input::Kraken(refused.clone()), NOW));
+        assert_eq!(d.response.status, 200, "{:?}", body(&d));
+        assert_eq!(line(&d, 0)["signers_refused"], json!([signer]));
+    }
+    // After their answers, both refusals are in the store's record.
+    let record = w
+        .store
+        .get(crate::refused_keys::KEY)
+        .cloned()
+        .expect("recorded");
+    let entries = crate::refused_keys::decode(Some(&record));
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    // /health, on any instance: its store probe reads the record.
+    fn probe() -> Result<(&'static str, Option<Vec<u8>>), String> {
+        Ok(("bounded", REFUSED_RECORD.with(|r| r.borrow().clone())))
+    }
+    REFUSED_RECORD.with(|r| *r.borrow_mut() = Some(record));
+    let h = done(handle(
+        cfg.clone(),
+        Host {
+            store_probe: Some(probe),
+            ..host()
+        },
+        get("/health"),
+    ));
+    assert_eq!(h.response.status, 200);
+    let b = body(&h);
+    let at = NOW.rfc3339();
+    assert_eq!(
+        b["kraken_keys_refused"],
+        json!([{"key": first_signers[0], "at": at}]),
+        "{b}"
+    );
+    assert_eq!(
+        b["accounts"][0]["kraken_keys_refused"],
+        json!([{"key": first_signers[1], "at": at}]),
+        "{b}"
+    );
+    // A day later, nothing.
+    let later = Host {
+        store_probe: Some(probe),
+        now: Now(NOW.0 + crate::refused_keys::KEEP_SECS * 1_000_000),
+        ..host()
+    };
+    let b = body(&done(handle(cfg, later, get("/health"))));
+    assert!(b.get("kraken_keys_refused").is_none(), "{b}");
+    assert!(b["accounts"][0].get("kraken_keys_refused").is_none(), "{b}");
 }

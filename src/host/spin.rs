@@ -43,11 +43,11 @@ mod chained {
 
     /// How long `/health` waits for the store.
     const PROBE_MS: u64 = 1_000;
-    /// The key `/health` reads.
-    const PROBE_KEY: &str = "health:probe";
+    /// The key `/health` reads: the refused Kraken keys' record, which it reports.
+    const PROBE_KEY: &str = crate::refused_keys::KEY;
 
     /// `/health` asks the store for one key, bounded.
-    pub const STORE_PROBE: Option<fn() -> Result<&'static str, String>> = Some(probe);
+    pub const STORE_PROBE: Option<crate::bridge::StoreProbe> = Some(probe);
 
     thread_local! {
         /// The app has no store component (the request was refused as not allowed).
@@ -112,15 +112,15 @@ mod chained {
         })
     }
 
-    fn probe() -> Result<&'static str, String> {
+    fn probe() -> Result<(&'static str, Option<Vec<u8>>), String> {
         let limit = StoreLimit {
             deadline_ms: wall_ms() + PROBE_MS,
             on_late: None,
         };
         match chained(&StoreOp::Get(PROBE_KEY.into()), &limit) {
             // Not bounded, so not asked: `/health` must answer whatever the store does.
-            None => Ok("direct"),
-            Some(StoreReply::Value(_)) => Ok("bounded"),
+            None => Ok(("direct", None)),
+            Some(StoreReply::Value(v)) => Ok(("bounded", v)),
             Some(StoreReply::Failed(e) | StoreReply::NoAnswer(e)) => Err(e),
             Some(other) => Err(format!("unexpected answer {other:?}")),
         }
@@ -218,7 +218,7 @@ mod plain {
     use spin_sdk::key_value::Store;
 
     /// No bounded way to ask the store: `/health` does not.
-    pub const STORE_PROBE: Option<fn() -> Result<&'static str, String>> = None;
+    pub const STORE_PROBE: Option<crate::bridge::StoreProbe> = None;
 
     /// This build has no store component.
     pub fn store_component(_headers: &[(String, String)]) -> bool {

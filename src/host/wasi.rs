@@ -11,7 +11,7 @@ pub const STATE_STORE: Option<&str> = None;
 use crate::store::{StoreLimit, StoreOp, StoreReply};
 
 /// No store to ask for `/health`.
-pub const STORE_PROBE: Option<fn() -> Result<&'static str, String>> = None;
+pub const STORE_PROBE: Option<crate::bridge::StoreProbe> = None;
 
 /// There is no store: the core never asks for one when `STATE_STORE` is `None`.
 pub fn store(_op: StoreOp, _limit: &StoreLimit) -> StoreReply {

@@ -457,7 +457,8 @@ impl Pending {
                 || !f.ops.is_empty()
                 || !f.forget.is_empty()
                 || f.prune
-                || self.release_in_flight;
+                || self.release_in_flight
+                || self.refusals_to_record;
             let f = self.finishing();
             let (response, events) = (f.response.clone(), std::mem::take(&mut f.events));
             let done = self.cx.done(response, events);
@@ -481,6 +482,11 @@ impl Pending {
         if let Some(op) = f.ops.pop_front() {
             return self.store(Stage::Finishing, op);
         }
+        if std::mem::take(&mut self.refusals_to_record) {
+            let key = crate::refused_keys::KEY.to_string();
+            return self.store(Stage::RefusedRead, StoreOp::Get(key));
+        }
+        let f = self.finishing();
         if let Some((filter, _)) = f.forget.first() {
             let filter = filter.clone();
             return self.store(Stage::ForgetRead, StoreOp::Get(filter));
@@ -490,6 +496,23 @@ impl Pending {
             return self.store(Stage::PruneKeys, StoreOp::Keys);
         }
         Step::Done(self.answered.take().expect("answered"))
+    }
+
+    /// The refused keys' record read: this alert's refusals merged in and written back (a
+    /// report for `/health`: two alerts that write it at once may lose one's entry, which
+    /// the next refusal of that key writes again).
+    pub(super) fn on_refused_read(self, reply: StoreReply) -> Step {
+        let StoreReply::Value(current) = reply else {
+            return self.next_op();
+        };
+        let value = crate::refused_keys::merge(
+            current.as_deref(),
+            self.cx.config.account.as_deref(),
+            &self.refused_signers,
+            self.cx.host.now.secs(),
+        );
+        let op = StoreOp::Set(crate::refused_keys::KEY.to_string(), value);
+        self.store(Stage::Finishing, op)
     }
 
     // ---- pruning -----------------------------------------------------------------------
