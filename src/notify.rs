@@ -108,6 +108,8 @@ pub struct Notice {
     url: Secret,
     /// Whether `log_level` lets a `notify_failed` warning through.
     log_failures: bool,
+    /// The named account whose alert this is, for the `notify_failed` line.
+    account: Option<String>,
 }
 
 impl std::fmt::Debug for Notice {
@@ -171,6 +173,11 @@ pub fn notice(
         ctx: ctx.clone(),
         url: target.url.clone(),
         log_failures: Level::Warn >= log_level,
+        account: event
+            .fields
+            .get("account")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -245,6 +252,10 @@ pub fn delivery_line(notice: &Notice, transport: &Transport, now: Now) -> Option
             .with("status", *status),
         Transport::NotSent(_) => failure.with("reason", "unreachable"),
         Transport::Lost(_) => failure.with("reason", "no_answer"),
+    };
+    let failure = match &notice.account {
+        Some(account) => failure.with("account", account.as_str()),
+        None => failure,
     };
     let ctx = Context {
         now,

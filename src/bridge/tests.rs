@@ -2596,6 +2596,15 @@ fn an_account_trades_with_its_own_key_and_its_own_cl_ord_ids_and_names_itself() 
     let d = w.run(pending.resume(Input::Kraken(reply(placed)), NOW));
     let notice: Value = serde_json::from_slice(&d.notices[0].call.body).unwrap();
     assert_eq!(notice["account"], "paper");
+    // And the warning of a notification that could not be delivered.
+    let failed = crate::notify::delivery_line(&d.notices[0], &Transport::Lost("x".into()), NOW)
+        .expect("a warning");
+    crate::audit::documented::check(&failed.text);
+    let failed: Value = serde_json::from_str(&failed.text).unwrap();
+    assert_eq!(
+        (&failed["event"], &failed["account"]),
+        (&json!("notify_failed"), &json!("paper"))
+    );
 }
 
 #[test]
