@@ -30,16 +30,13 @@ pub const ACCOUNT_SETTINGS: &[&str] = &[
     "dry_run",
     "allowed_symbols",
     "max_order_value",
+    "position_reserve",
     "rate_limit_per_minute",
 ];
 
 /// Overrides the contract lists for position alerts, which this version does not place: an
 /// account naming one is a configuration error rather than a limit silently ignored.
-pub const POSITION_SETTINGS: &[&str] = &[
-    "max_position_value",
-    "position_reserve",
-    "position_negative",
-];
+pub const POSITION_SETTINGS: &[&str] = &["max_position_value", "position_negative"];
 
 /// The settings that make up an account's Kraken keys: an account that names any of them
 /// has its own keys, and none of the top level's.

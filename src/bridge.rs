@@ -449,6 +449,11 @@ fn accounts_health(c: &Config) -> Value {
     Value::from(list)
 }
 
+/// `position_reserve` as `/config` shows it: `["XBT=0.5", ...]`.
+fn reserve_shown(reserve: &[(String, rust_decimal::Decimal)]) -> Vec<String> {
+    reserve.iter().map(|(a, v)| format!("{a}={v}")).collect()
+}
+
 fn effective_config(cx: &Cx) -> Step {
     let c = &cx.config;
     if c.environment != crate::config::Environment::Development {
@@ -479,6 +484,7 @@ fn effective_config(cx: &Cx) -> Step {
         "allowed_symbols": c.allowed_symbols,
         "symbol_map": c.symbol_map.iter().map(|(a, b)| format!("{a}={b}")).collect::<Vec<_>>(),
         "max_order_value": c.max_order_value.map(|v| v.to_string()),
+        "position_reserve": reserve_shown(&c.position_reserve),
         "allowed_ips": !c.allowed_ips.is_empty(),
         "client_ip_header": c.client_ip_header,
         "cors_allowed_origins": c.cors_allowed_origins,
@@ -505,6 +511,7 @@ fn effective_config(cx: &Cx) -> Step {
                 "dry_run": a.dry_run,
                 "allowed_symbols": a.allowed_symbols,
                 "max_order_value": a.max_order_value.map(|v| v.to_string()),
+                "position_reserve": reserve_shown(&a.position_reserve),
                 "rate_limit_per_minute": a.rate_limit_per_minute,
             })
         })

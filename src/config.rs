@@ -25,6 +25,7 @@ pub const SETTINGS: &[&str] = &[
     "allowed_symbols",
     "symbol_map",
     "max_order_value",
+    "position_reserve",
     "rate_limit_per_minute",
     "allowed_ips",
     "client_ip_header",
@@ -167,6 +168,9 @@ pub struct Config {
     pub symbol_map: Vec<(String, String)>,
     /// Cap per order, in the quote currency.
     pub max_order_value: Option<rust_decimal::Decimal>,
+    /// Holdings the bridge never sells (`position_reserve`): `(ASSET, amount)`, the asset
+    /// upper-case as written (Kraken's id, the pair's display name or a synonym).
+    pub position_reserve: Vec<(String, rust_decimal::Decimal)>,
     /// Addresses and CIDRs that may reach the bridge; empty: any.
     pub allowed_ips: Vec<crate::network::IpNet>,
     /// The header carrying the client address behind a proxy, lower-case.
@@ -395,6 +399,14 @@ impl Config {
             },
         };
 
+        let position_reserve = match get("position_reserve") {
+            None => Vec::new(),
+            Some(v) => parse_reserve(&v).unwrap_or_else(|reason| {
+                problems.push(problem("position_reserve", reason));
+                Vec::new()
+            }),
+        };
+
         let allowed_ips = match get("allowed_ips") {
             None => Vec::new(),
             Some(v) => crate::network::parse_allowed_ips(&v).unwrap_or_else(|reason| {
@@ -519,6 +531,7 @@ impl Config {
             allowed_symbols,
             symbol_map,
             max_order_value,
+            position_reserve,
             allowed_ips,
             client_ip_header,
             cors_allowed_origins,
@@ -666,6 +679,50 @@ impl Config {
             i => self.kraken_more_keys.get(i - 1).map(|(k, s)| (k, s)),
         }
     }
+}
+
+impl Config {
+    /// The holding of `pair`'s base asset that the bridge never sells (`position_reserve`;
+    /// zero when it names none).
+    pub fn reserve_for(&self, pair: &crate::kraken::pairs::Pair) -> rust_decimal::Decimal {
+        self.position_reserve
+            .iter()
+            .filter(|(asset, _)| pair.has_base(asset))
+            .map(|(_, amount)| *amount)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// `position_reserve`: a comma list of `ASSET=amount` (`XBT=0.5,ETH=2`), each asset once,
+/// each amount a positive decimal.
+fn parse_reserve(text: &str) -> Result<Vec<(String, rust_decimal::Decimal)>, String> {
+    let mut out: Vec<(String, rust_decimal::Decimal)> = Vec::new();
+    for (i, item) in text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        let n = i + 1;
+        let (asset, amount) = item
+            .split_once('=')
+            .ok_or_else(|| format!("item {n} is not ASSET=amount"))?;
+        let asset = asset.trim().to_ascii_uppercase();
+        let valid = !asset.is_empty()
+            && asset.len() <= 16
+            && asset.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            return Err(format!("item {n}: an asset is 1 to 16 letters and digits"));
+        }
+        let amount = crate::decimal::Positive::parse(amount.trim())
+            .map_err(|reason| format!("item {n} ({asset}): {reason}"))?;
+        if out.iter().any(|(a, _)| *a == asset) {
+            return Err(format!("{asset} named twice"));
+        }
+        out.push((asset, amount.value()));
+    }
+    Ok(out)
 }
 
 /// `kraken_api_keys`: `[{"api_key":"...","api_secret":"..."}]`. The reason never carries a
@@ -817,6 +874,12 @@ mod tests {
             ("kraken_api_secret", "not base64!"),
             ("symbol_map", "BTCUSD"),
             ("max_order_value", "-5"),
+            ("position_reserve", "XBT"),
+            ("position_reserve", "XBT=-1"),
+            ("position_reserve", "XBT=0"),
+            ("position_reserve", "XBT=1,xbt=2"),
+            ("position_reserve", "X B T=1"),
+            ("position_reserve", "XBT=1e3"),
             ("allowed_ips", "52.89.214.238/40"),
             ("client_ip_header", "x real ip"),
             ("cors_allowed_origins", "*"),
@@ -827,6 +890,25 @@ mod tests {
                 "{name}={value} should be a problem"
             );
         }
+    }
+
+    #[test]
+    fn position_reserve_names_each_asset_once_by_any_of_its_names() {
+        let c = with(&[("position_reserve", " xbt=0.5 , ETH=2,, ")]);
+        assert!(c.is_usable(), "{:?}", c.problems);
+        let pairs = crate::kraken::pairs::tests::pairs();
+        let xbt = pairs.resolve("BTCUSD", &[]).unwrap();
+        assert_eq!(c.reserve_for(xbt).to_string(), "0.5");
+        let c = with(&[("position_reserve", "BTC=0.25")]);
+        assert_eq!(c.reserve_for(xbt).to_string(), "0.25");
+        let c = with(&[("position_reserve", "XXBT=0.125")]);
+        assert_eq!(c.reserve_for(xbt).to_string(), "0.125");
+        let c = with(&[("position_reserve", "USD=100")]);
+        assert!(
+            c.reserve_for(xbt).is_zero(),
+            "a quote asset is not the base"
+        );
+        assert!(with(&[]).reserve_for(xbt).is_zero());
     }
 
     #[test]

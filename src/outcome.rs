@@ -631,6 +631,7 @@ impl Pending {
         let limits = Limits {
             max_order_value: self.cx.config.max_order_value,
             dry_run: self.cx.config.dry_run,
+            reserve: self.cx.config.reserve_for(market.pair),
         };
         match plan::plan(&self.alert, &market, limits, &self.key) {
             Ok(order) => {

@@ -29,6 +29,9 @@ pub struct Limits {
     pub max_order_value: Option<Decimal>,
     /// `dry_run`.
     pub dry_run: bool,
+    /// The holding of the pair's base asset never sold (`position_reserve`): `close` and
+    /// `balance_percent` sells size from the free balance less this.
+    pub reserve: Decimal,
 }
 
 /// What the plan needs fetched before it can be made.
@@ -304,9 +307,12 @@ pub fn plan(
         }
     };
 
+    // What a sell may take of the base asset: the free balance less the reserve (held
+    // balance is already promised to open orders, so the reserve comes out of the free).
+    let sellable = (market.free_base.unwrap_or_default() - limits.reserve).max(Decimal::ZERO);
     // Sizing, in base units, before rounding.
     let raw_volume = match (alert.action, alert.size) {
-        (Action::Close, _) => market.free_base.unwrap_or_default(),
+        (Action::Close, _) => sellable,
         (_, None) => {
             return Err(field(
                 "volume",
@@ -324,11 +330,7 @@ pub fn plan(
             let share = pct.value() / Decimal::ONE_HUNDRED;
             let too_large = || field("balance_percent", "the balance is too large to size from");
             match side {
-                Side::Sell => market
-                    .free_base
-                    .unwrap_or_default()
-                    .checked_mul(share)
-                    .ok_or_else(too_large)?,
+                Side::Sell => sellable.checked_mul(share).ok_or_else(too_large)?,
                 Side::Buy => {
                     let quote = market
                         .free_quote
@@ -345,7 +347,14 @@ pub fn plan(
     if alert.action == Action::Close && volume.is_zero() {
         return Err(Reject::BelowMinimum {
             field: "symbol",
-            reason: format!("nothing to close: no free {} balance", pair.base),
+            reason: if limits.reserve.is_zero() {
+                format!("nothing to close: no free {} balance", pair.base)
+            } else {
+                format!(
+                    "nothing to close: no free {} balance beyond position_reserve {}",
+                    pair.base, limits.reserve
+                )
+            },
         });
     }
     let size_field = match alert.size {

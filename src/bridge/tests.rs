@@ -2717,6 +2717,7 @@ fn health_and_config_show_each_account_by_name_and_key_count_never_a_secret() {
     assert_eq!(b["accounts"][0]["webhook_secret_previous"], Value::Null);
     assert_eq!(b["accounts"][0]["max_order_value"], "50000");
     assert_eq!(b["accounts"][1]["trading_enabled"], false);
+    assert_eq!(b["accounts"][0]["position_reserve"], json!([]));
     for text in [&h.response.body, &cfg.response.body] {
         let text = String::from_utf8_lossy(text);
         for s in [
@@ -2817,7 +2818,7 @@ fn a_malformed_kraken_accounts_stops_every_alert_and_health_says_why_without_a_s
             "`true` or `false`",
         ),
         (
-            format!(r#"{{"swing":{{"webhook_secret":"{long}","position_reserve":"XBT=1"}}}}"#),
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","position_negative":"flat"}}}}"#),
             "position alerts are not in this version",
         ),
         ("{}".into(), "names no account"),

@@ -145,6 +145,20 @@ impl Pairs {
     }
 }
 
+impl Pair {
+    /// Whether `asset` (upper-case, as `position_reserve` names it) is this pair's base
+    /// asset: Kraken's asset id (`XXBT`), the base of its wsname (`XBT`), or a synonym of
+    /// that (`BTC`).
+    pub fn has_base(&self, asset: &str) -> bool {
+        if asset == self.base {
+            return true;
+        }
+        self.wsname
+            .split_once('/')
+            .is_some_and(|(base, _)| synonyms(base).contains(&asset))
+    }
+}
+
 /// What a symbol is looked up as: the `symbol_map` target when it is mapped, otherwise the
 /// symbol without its exchange prefix, upper-case. It names the symbol's cache entry and
 /// is the first `pair` asked of `AssetPairs`.
@@ -249,6 +263,18 @@ pub(crate) mod tests {
 
     pub fn pairs() -> Pairs {
         Pairs::from_asset_pairs(ASSET_PAIRS.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn names_a_pairs_base_asset_every_way_an_operator_writes_it() {
+        let p = pairs();
+        let xbt = p.resolve("XBTUSD", &[]).unwrap();
+        for name in ["XXBT", "XBT", "BTC"] {
+            assert!(xbt.has_base(name), "{name}");
+        }
+        for name in ["USD", "ZUSD", "ETH", "XBTUSD", ""] {
+            assert!(!xbt.has_base(name), "{name}");
+        }
     }
 
     #[test]

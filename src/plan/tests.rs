@@ -22,6 +22,7 @@ fn run(body: &str, symbol: &str, last: &str, max: Option<&str>) -> Result<OrderP
     let limits = Limits {
         max_order_value: max.map(d),
         dry_run: false,
+        reserve: Decimal::ZERO,
     };
     plan(
         &alert,
@@ -222,6 +223,7 @@ fn close_with_nothing_to_sell() {
     let limits = Limits {
         max_order_value: None,
         dry_run: false,
+        reserve: Decimal::ZERO,
     };
     match plan(&alert, &market, limits, &DedupeKey::new(None, b"")) {
         Err(Reject::BelowMinimum { reason, .. }) => {
@@ -264,4 +266,71 @@ fn needs() {
             balance: true
         }
     );
+}
+
+/// `position_reserve`: `close` and `balance_percent` sells size from the free balance less
+/// the reserve, and never sell into it; buys are not touched.
+#[test]
+fn a_reserve_is_never_sold() {
+    let pairs = pairs();
+    let market = |free_base: &str| Market {
+        pair: pairs.resolve("XBTUSD", &[]).unwrap(),
+        last: Some(d("67000")),
+        free_base: Some(d(free_base)),
+        free_quote: Some(d("10000")),
+    };
+    let with = |reserve: &str| Limits {
+        max_order_value: None,
+        dry_run: false,
+        reserve: d(reserve),
+    };
+    let go = |body: &str, free: &str, reserve: &str| {
+        let alert = Alert::from_object(&parse_object(body.as_bytes()).unwrap()).unwrap();
+        plan(
+            &alert,
+            &market(free),
+            with(reserve),
+            &DedupeKey::new(None, b""),
+        )
+    };
+    let volume =
+        |r: Result<OrderPlan, Reject>| r.map(|p| p.volume).unwrap_or_else(|e| format!("{e:?}"));
+    // A holding of 1.0 with 0.3 reserved: close sells 0.7, half of it 0.35.
+    assert_eq!(volume(go(r#"{"action":"close"}"#, "1.0", "0.3")), "0.7");
+    assert_eq!(
+        volume(go(
+            r#"{"side":"sell","balance_percent":"50"}"#,
+            "1.0",
+            "0.3"
+        )),
+        "0.35"
+    );
+    assert_eq!(
+        volume(go(
+            r#"{"side":"sell","balance_percent":"100"}"#,
+            "1.0",
+            "0.3"
+        )),
+        "0.7"
+    );
+    // No reserve: the whole free balance, as before.
+    assert_eq!(volume(go(r#"{"action":"close"}"#, "1.0", "0")), "1");
+    // A buy by balance_percent sizes from the quote balance: the reserve plays no part.
+    assert_eq!(
+        volume(go(r#"{"side":"buy","balance_percent":"10"}"#, "1.0", "0.3")),
+        volume(go(r#"{"side":"buy","balance_percent":"10"}"#, "1.0", "0"))
+    );
+    // Everything reserved, or more than is held: nothing to close, nothing to sell.
+    for (free, reserve) in [("0.3", "0.3"), ("0.2", "5")] {
+        match go(r#"{"action":"close"}"#, free, reserve) {
+            Err(Reject::BelowMinimum { reason, .. }) => {
+                assert!(reason.contains("beyond position_reserve"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            go(r#"{"side":"sell","balance_percent":"100"}"#, free, reserve),
+            Err(Reject::BelowMinimum { .. })
+        ));
+    }
 }

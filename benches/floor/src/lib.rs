@@ -139,7 +139,7 @@ mod io_spin {
     const STORE_URL: &str = "http://bridge-store.spin.internal/.store";
 
     /// Every setting `/health` reports on (the bridge's `config::SETTINGS`).
-    const SETTINGS: [&str; 26] = [
+    const SETTINGS: [&str; 27] = [
         "webhook_secret",
         "webhook_secret_previous",
         "kraken_api_key",
@@ -154,6 +154,7 @@ mod io_spin {
         "allowed_symbols",
         "symbol_map",
         "max_order_value",
+        "position_reserve",
         "rate_limit_per_minute",
         "allowed_ips",
         "client_ip_header",
@@ -330,7 +331,7 @@ mod probe {
         send, Fields, IncomingRequest, OutgoingResponse, Request, ResponseOutparam,
     };
 
-    const SETTINGS: [&str; 26] = [
+    const SETTINGS: [&str; 27] = [
         "webhook_secret",
         "webhook_secret_previous",
         "environment",
@@ -349,6 +350,7 @@ mod probe {
         "allowed_symbols",
         "symbol_map",
         "max_order_value",
+        "position_reserve",
         "rate_limit_per_minute",
         "require_timestamp",
         "replay_window_seconds",

@@ -411,6 +411,53 @@ fn close_with_nothing_to_sell_and_cancel_all() {
     );
 }
 
+/// `position_reserve` (contract 2.6): a holding of 1.0 XBT with 0.3 reserved. `close` sells
+/// 0.7, a `balance_percent` sell takes its share of 0.7, and once only the reserve is left,
+/// nothing more is sold; buys are not touched.
+#[test]
+fn a_reserved_holding_is_never_sold() {
+    let reserve = [("position_reserve", "BTC=0.3")];
+    let hold = |sim: &kraken_sim::Sim| sim.set_balance("XXBT", "1.0");
+    let close = format!(r#"{{{S},"action":"close","symbol":"XBTUSD"}}"#);
+    check(
+        &close,
+        &Order("pair=XBTUSD&type=sell&ordertype=market&volume=0.7"),
+        &reserve,
+        hold,
+    );
+    let half = format!(r#"{{{S},"symbol":"XBTUSD","side":"sell","balance_percent":"50"}}"#);
+    check(
+        &half,
+        &Order("pair=XBTUSD&type=sell&ordertype=market&volume=0.35"),
+        &reserve,
+        hold,
+    );
+    let buy = format!(r#"{{{S},"symbol":"XBTUSD","side":"buy","volume":"0.01"}}"#);
+    check(
+        &buy,
+        &Order("pair=XBTUSD&type=buy&ordertype=market&volume=0.01"),
+        &reserve,
+        hold,
+    );
+    // On one account, in turn: the close fills at once and leaves the reserve; a second
+    // close and a sell of all of it find nothing to sell.
+    let sim = sim();
+    hold(&sim);
+    let host = spin_host(&sim, &reserve);
+    let ex = send(&host, post(render(&close), &[]));
+    assert_eq!(ex.json()["status"], "placed", "{ex}");
+    assert_eq!(sim.balance("XXBT").to_string(), "0.3");
+    let again = close.replace(r#""action""#, r#""id":"close-2","action""#);
+    let ex = send(&host, post(render(&again), &[]));
+    assert_eq!(ex.status, 422, "{ex}");
+    assert_eq!(ex.json()["error"], "below_minimum", "{ex}");
+    let all = format!(r#"{{{S},"symbol":"XBTUSD","side":"sell","balance_percent":"100"}}"#);
+    let ex = send(&host, post(render(&all), &[]));
+    assert_eq!(ex.status, 422, "{ex}");
+    assert_eq!(sim.orders().len(), 1);
+    assert_eq!(sim.balance("XXBT").to_string(), "0.3");
+}
+
 /// The README's TradingView templates, rendered as TradingView renders them.
 #[test]
 fn readme_templates_trade() {
