@@ -172,6 +172,28 @@ fn handler(
     }
 }
 
+/// Runs one request to `path` through the core to its answer: its status.
+fn answer(config: &Config, path: &str, body: &str, now: u64) -> u16 {
+    let host = Host {
+        now: Now(now),
+        request_id: format!("r{now}"),
+        client_addr: None,
+        flavour: "spin",
+        state_store: Some("default"),
+        store_probe: None,
+    };
+    let request = Request {
+        method: "POST".into(),
+        path: path.into(),
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        body: body.as_bytes().to_vec(),
+    };
+    match bridge::handle(config.clone(), host, request) {
+        Step::Done(done) => done.response.status,
+        other => panic!("a refused alert went on: {other:?}"),
+    }
+}
+
 /// A store whose pair cache already holds the benchmark's symbol.
 fn warm(config: &Config, kraken: &Kraken) -> MemoryStore {
     let mut store = MemoryStore::default();
@@ -292,6 +314,40 @@ fn main() {
         let b = body(i, "NOSUCHCOIN/USD", false);
         handler(&config, false, &mut store, &kraken, START + i, &b, &[])
     });
+    // A wrong secret sent to an account that exists and to one that does not, with eight
+    // accounts configured: an unknown account must cost what a wrong secret costs, or the
+    // time would tell a caller which accounts exist.
+    let accounts: Vec<String> = (0..8)
+        .map(|i| {
+            format!(r#""acct{i}":{{"webhook_secret":"bench-account-secret-{i}-0123456789abcdef"}}"#)
+        })
+        .collect();
+    let accounts = format!("{{{}}}", accounts.join(","));
+    let with_accounts = Config::from_lookup(|name| match name {
+        "kraken_accounts" => Some(accounts.clone()),
+        "webhook_secret" => Some(SECRET.into()),
+        "kraken_api_key" => Some("bench-api-key-0001".into()),
+        "kraken_api_secret" => Some(KEY.into()),
+        _ => None,
+    });
+    assert!(with_accounts.is_usable(), "{:?}", with_accounts.problems);
+    let wrong: Vec<String> = secret_bodies
+        .iter()
+        .map(|b| b.replace(SECRET, "not-the-secret-of-any-account-01234"))
+        .collect();
+    let refused = |path: &'static str| {
+        let (config, wrong) = (&with_accounts, &wrong);
+        move |i: u64| {
+            assert_eq!(answer(config, path, &wrong[i as usize], START + i), 401);
+            Cost::default()
+        }
+    };
+    // Interleaved rounds, so that neither side gets the warmer caches.
+    let (mut known, mut nosuch) = (0.0, 0.0);
+    for _ in 0..5 {
+        known += time(iterations / 5, refused("/webhook/acct3")).0 / 5.0;
+        nosuch += time(iterations / 5, refused("/webhook/nosuch")).0 / 5.0;
+    }
     assert!(cached_cost.ordered && expired_cost.ordered && !unknown_cost.ordered);
     assert_eq!(
         cached_cost.calls, 0,
@@ -326,5 +382,20 @@ fn main() {
         "an unknown symbol (whole list read, refused)",
         unknown,
         unknown_cost,
+    );
+    row(
+        "a wrong secret to an account (`/webhook/acct3`, 8 accounts)",
+        known,
+        Cost::default(),
+    );
+    row(
+        "a wrong secret to no account (`/webhook/nosuch`)",
+        nosuch,
+        Cost::default(),
+    );
+    println!();
+    println!(
+        "An unknown account against a known one, wrong secret each: {:.2} (1.00: the same work; the answers are identical).",
+        nosuch / known
     );
 }
