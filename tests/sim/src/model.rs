@@ -2013,6 +2013,33 @@ impl Exchange {
         o.hold = Decimal::ZERO;
     }
 
+    /// Moves a pair's market to `price`, as trading would: the last trade
+    /// becomes `price`, and every open `limit` order on the pair that the
+    /// move crosses (a buy priced at or above it, a sell at or below it)
+    /// fills at its own price with the maker fee, its hold released and its
+    /// balances moved. The txids filled, oldest first; `None` if the pair is
+    /// unknown or the price not positive.
+    pub fn move_price(&mut self, pair: &str, price: Decimal, now: f64) -> Option<Vec<String>> {
+        let id = self.find_pair(pair)?.id.clone();
+        if !self.set_last_price(&id, price) {
+            return None;
+        }
+        let crossed: Vec<String> = self
+            .orders
+            .iter()
+            .filter(|o| o.is_open() && o.pair == id && o.ordertype == "limit")
+            .filter(|o| match o.side.as_str() {
+                "buy" => o.effective_price >= price,
+                _ => o.effective_price <= price,
+            })
+            .map(|o| o.txid.clone())
+            .collect();
+        for txid in &crossed {
+            self.fill_order(txid, now);
+        }
+        Some(crossed)
+    }
+
     /// Fills an open order at its own price with the maker fee, as if the
     /// market had reached it. False if no open order has this txid.
     pub fn fill_order(&mut self, txid: &str, now: f64) -> bool {

@@ -399,6 +399,19 @@ impl Sim {
         self.shared.lock().rate_limited_count()
     }
 
+    /// Moves a pair's market to `price`: the last trade, and every open limit
+    /// order the move crosses filled at its own price (balances moved, holds
+    /// released). The txids filled. Panics if the pair is unknown or the
+    /// price is not a positive decimal.
+    pub fn move_price(&self, pair: &str, price: &str) -> Vec<String> {
+        let p = Decimal::from_str(price).unwrap_or_else(|_| panic!("bad price {price:?}"));
+        let t = self.shared.now();
+        self.shared
+            .lock()
+            .move_price(pair, p, t)
+            .unwrap_or_else(|| panic!("cannot move the price of {pair:?}"))
+    }
+
     /// Fills an open order at its price (maker fee); false if there is no
     /// open order with this txid.
     pub fn fill_order(&self, txid: &str) -> bool {

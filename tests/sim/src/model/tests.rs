@@ -1157,6 +1157,50 @@ fn fill_order_executes_at_limit_with_maker_fee() {
 }
 
 #[test]
+fn a_price_move_fills_the_limit_orders_it_crosses_and_moves_balances() {
+    let mut h = Harness::new();
+    let usd = h.ex.balance(KEY, "ZUSD");
+    let xbt = h.ex.balance(KEY, "XXBT");
+    // Two resting buys (37,500 and 36,000) and a resting sell (70,000), each holding its funds.
+    let high = h.add(&limit_buy());
+    let low = h.add(&with(&limit_buy(), &[("price", "36000")]));
+    let sell = h.add(&with(
+        &limit_buy(),
+        &[("type", "sell"), ("price", "70000"), ("volume", "0.5")],
+    ));
+    // (A buy holds its cost and the most fee it could pay.)
+    assert!(h.ex.free(KEY, "ZUSD") <= usd - dec("46875") - dec("45000"));
+    assert_eq!(h.ex.free(KEY, "XXBT"), xbt - dec("0.5"));
+    // Down to 37,000: the 37,500 buy fills at its own price, the 36,000 buy rests.
+    assert_eq!(
+        h.ex.move_price("XBTUSD", dec("37000"), NOW + 1.0),
+        Some(vec![high.clone()])
+    );
+    assert_eq!(h.ex.order(&high).unwrap().status, OrderStatus::Closed);
+    assert_eq!(h.ex.order(&low).unwrap().status, OrderStatus::Open);
+    assert_eq!(h.ex.balance(KEY, "XXBT"), xbt + dec("1.25"));
+    assert_eq!(
+        h.ex.balance(KEY, "ZUSD"),
+        usd - dec("46875") - dec("117.1875")
+    );
+    assert_eq!(h.ex.last_price("XBTUSD"), Some(dec("37000")));
+    // Up to 70,000: the sell fills; the buy below stays.
+    assert_eq!(
+        h.ex.move_price("XBTUSD", dec("70000"), NOW + 2.0),
+        Some(vec![sell.clone()])
+    );
+    assert_eq!(h.ex.balance(KEY, "XXBT"), xbt + dec("1.25") - dec("0.5"));
+    assert_eq!(h.ex.order(&low).unwrap().status, OrderStatus::Open);
+    // A move that crosses nothing fills nothing; an unknown pair or a bad price is refused.
+    assert_eq!(
+        h.ex.move_price("XBTUSD", dec("65000"), NOW + 3.0),
+        Some(vec![])
+    );
+    assert_eq!(h.ex.move_price("NOSUCH", dec("1"), NOW), None);
+    assert_eq!(h.ex.move_price("XBTUSD", dec("0"), NOW), None);
+}
+
+#[test]
 fn descr_strings() {
     let mut h = Harness::new();
     let cases: &[(&[(&str, &str)], &str)] = &[
