@@ -1,10 +1,36 @@
 //! Audit events (contract section 4): one JSON line each, secrets masked by key at any depth
 //! and any case, and every configured secret's value scrubbed from the finished line.
 
-use crate::config::Level;
 use crate::secret::{Secret, Use};
 use crate::time::Now;
+use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// `log_level`: the least severe audit level written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Everything.
+    Debug,
+    /// Normal outcomes and above (the default).
+    Info,
+    /// Rejections and refusals and above.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+impl Level {
+    /// The name used in audit lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
 
 /// Key fragments that mark a value as secret, matched case-insensitively anywhere in a key.
 const SECRET_KEY_PARTS: &[&str] = &[

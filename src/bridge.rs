@@ -9,9 +9,10 @@
 //! outcome.
 
 use crate::alert::{self, Alert, MAX_BODY_BYTES};
+use crate::audit::Level;
 use crate::audit::{self, Event, LogLine};
 use crate::auth;
-use crate::config::{Config, Level};
+use crate::config::Config;
 use crate::idempotency::DedupeKey;
 use crate::kraken::reply::Transport;
 use crate::kraken::request::Call;

@@ -99,31 +99,7 @@ pub enum Environment {
     Development,
 }
 
-/// `log_level`: the least severe audit level written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Everything.
-    Debug,
-    /// Normal outcomes and above (the default).
-    Info,
-    /// Rejections and refusals and above.
-    Warn,
-    /// Errors only.
-    Error,
-}
-
-impl Level {
-    /// The name used in audit lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
+pub use crate::audit::Level;
 
 /// A setting that is missing or does not parse. Never carries the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -7,8 +7,8 @@
 //! answer, and its text comes from the audit line, already masked and redacted: it carries no
 //! secret, and `notify_url` is itself one of the secrets redacted everywhere.
 
+use crate::audit::Level;
 use crate::audit::{self, Context, Event, LogLine};
-use crate::config::Level;
 use crate::kraken::reply::Transport;
 use crate::kraken::request::Call;
 use crate::secret::{Secret, Use};

@@ -27,9 +27,9 @@
 
 use crate::alert::{Action, Alert};
 use crate::audit::Event;
+use crate::audit::Level;
 use crate::auth::Credential;
 use crate::bridge::{Cx, Done, Input, Step};
-use crate::config::Level;
 use crate::idempotency::{DedupeKey, Record, RecordState, CLAIM_WINDOW_MS};
 use crate::kraken::pairs::{self, Pair, Pairs, Unresolved};
 use crate::kraken::reply::{self, AddOrder, Lookup, Transport};

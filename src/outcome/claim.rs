@@ -23,7 +23,7 @@
 
 use super::{Claim, Finish, Pending, Stage};
 use crate::audit::Event;
-use crate::config::Level;
+use crate::audit::Level;
 use crate::idempotency::{self, Forgotten, Record, RecordState, CLAIM_WINDOW_MS};
 use crate::rate_limit;
 use crate::reject::Reject;
