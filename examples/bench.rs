@@ -104,6 +104,18 @@ struct Cost {
     ordered: bool,
 }
 
+/// The host's facts for a request at `now`: the Spin flavour with its store.
+fn host(now: u64) -> Host {
+    Host {
+        now: Now(now),
+        request_id: format!("r{now}"),
+        client_addr: None,
+        flavour: "spin",
+        state_store: Some("default"),
+        store_probe: None,
+    }
+}
+
 /// Runs one alert through the core until the signed AddOrder.
 fn handler(
     config: &Config,
@@ -114,14 +126,7 @@ fn handler(
     body: &str,
     headers: &[(String, String)],
 ) -> Cost {
-    let host = Host {
-        now: Now(now),
-        request_id: format!("r{now}"),
-        client_addr: None,
-        flavour: "spin",
-        state_store: Some("default"),
-        store_probe: None,
-    };
+    let host = host(now);
     let mut h = vec![("content-type".to_string(), "application/json".to_string())];
     h.extend_from_slice(headers);
     let request = Request {
@@ -174,14 +179,7 @@ fn handler(
 
 /// Runs one request to `path` through the core to its answer: its status.
 fn answer(config: &Config, path: &str, body: &str, now: u64) -> u16 {
-    let host = Host {
-        now: Now(now),
-        request_id: format!("r{now}"),
-        client_addr: None,
-        flavour: "spin",
-        state_store: Some("default"),
-        store_probe: None,
-    };
+    let host = host(now);
     let request = Request {
         method: "POST".into(),
         path: path.into(),

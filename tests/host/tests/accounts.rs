@@ -30,6 +30,14 @@ fn audit(ex: &Exchange) -> Vec<Value> {
         .collect()
 }
 
+/// A market buy of `volume` with `id`, authenticated with `secret`, sent to `path`.
+fn buy(host: &SpinHost, path: &str, secret: &str, id: &str, volume: &str) -> Exchange {
+    send(
+        host,
+        post_to(path, market_alert_with(secret, id, volume), &[]),
+    )
+}
+
 /// What a caller sees of an answer: status, body, and every header but `x-request-id`.
 fn seen(ex: &Exchange) -> (u16, String, Vec<(String, String)>) {
     let mut headers: Vec<(String, String)> = ex
@@ -47,14 +55,7 @@ fn each_account_trades_with_its_own_keys_limits_and_records() {
     let sim = accounts_sim();
     let host = spin(&sim);
     // swing: its own Kraken account.
-    let ex = send(
-        &host,
-        post_to(
-            "/webhook/swing",
-            market_alert_with(SWING_SECRET, "acct-1", "0.001"),
-            &[],
-        ),
-    );
+    let ex = buy(&host, "/webhook/swing", SWING_SECRET, "acct-1", "0.001");
     assert_eq!(ex.status, 200, "{ex}");
     assert_eq!(ex.json()["status"], "placed");
     assert_eq!(
@@ -68,10 +69,7 @@ fn each_account_trades_with_its_own_keys_limits_and_records() {
     );
     assert_eq!(booked(&sim), (0, 1));
     // The same id to the default account: another alert, on the default Kraken account.
-    let ex = send(
-        &host,
-        post(market_alert_with(WEBHOOK_SECRET, "acct-1", "0.001"), &[]),
-    );
+    let ex = buy(&host, "/webhook", WEBHOOK_SECRET, "acct-1", "0.001");
     assert_eq!(ex.json()["status"], "placed", "{ex}");
     assert_eq!(ex.json()["cl_ord_id"], cl_ord_id_for_id("acct-1").as_str());
     assert!(
@@ -80,41 +78,17 @@ fn each_account_trades_with_its_own_keys_limits_and_records() {
     );
     assert_eq!(booked(&sim), (1, 1));
     // Resent to swing: swing's duplicate.
-    let ex = send(
-        &host,
-        post_to(
-            "/webhook/swing",
-            market_alert_with(SWING_SECRET, "acct-1", "0.001"),
-            &[],
-        ),
-    );
+    let ex = buy(&host, "/webhook/swing", SWING_SECRET, "acct-1", "0.001");
     assert_eq!(ex.json()["status"], "duplicate", "{ex}");
     assert_eq!(booked(&sim), (1, 1));
     // swing's cap: 0.1 XBT at the simulator's 67,000 is over its 5,000; the default has none.
-    let ex = send(
-        &host,
-        post_to(
-            "/webhook/swing",
-            market_alert_with(SWING_SECRET, "acct-2", "0.1"),
-            &[],
-        ),
-    );
+    let ex = buy(&host, "/webhook/swing", SWING_SECRET, "acct-2", "0.1");
     assert_eq!(ex.status, 422, "{ex}");
-    let ex = send(
-        &host,
-        post(market_alert_with(WEBHOOK_SECRET, "acct-2", "0.1"), &[]),
-    );
+    let ex = buy(&host, "/webhook", WEBHOOK_SECRET, "acct-2", "0.1");
     assert_eq!(ex.status, 200, "{ex}");
     assert_eq!(booked(&sim), (2, 1));
     // paper: a dry run on the top level's keys; scalp: switched off.
-    let ex = send(
-        &host,
-        post_to(
-            "/webhook/paper",
-            market_alert_with(PAPER_SECRET, "acct-3", "0.001"),
-            &[],
-        ),
-    );
+    let ex = buy(&host, "/webhook/paper", PAPER_SECRET, "acct-3", "0.001");
     assert_eq!(ex.status, 200, "{ex}");
     let validated = private_requests(&sim)
         .into_iter()
@@ -124,14 +98,7 @@ fn each_account_trades_with_its_own_keys_limits_and_records() {
                 && r.api_key.as_deref() == Some(API_KEY)
         });
     assert!(validated, "{ex}");
-    let ex = send(
-        &host,
-        post_to(
-            "/webhook/scalp",
-            market_alert_with(SCALP_SECRET, "acct-4", "0.001"),
-            &[],
-        ),
-    );
+    let ex = buy(&host, "/webhook/scalp", SCALP_SECRET, "acct-4", "0.001");
     assert_eq!(ex.status, 423, "{ex}");
     assert_eq!(audit(&ex)[0]["account"], "scalp");
     assert_eq!(booked(&sim), (2, 1), "nothing more placed");

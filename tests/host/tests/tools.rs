@@ -727,6 +727,11 @@ fn sim_with(permissions: &[Permission]) -> Sim {
 }
 
 fn check_key(sim: &Sim, extra: &[(&str, &str)]) -> Run {
+    check_key_with(sim, &[], extra)
+}
+
+/// `scripts/check-key ARGS` on `sim`'s key, with `extra` in its environment.
+fn check_key_with(sim: &Sim, args: &[&str], extra: &[(&str, &str)]) -> Run {
     let url = sim.url();
     let mut env = vec![
         ("KRAKEN_API_KEY", API_KEY),
@@ -734,7 +739,7 @@ fn check_key(sim: &Sim, extra: &[(&str, &str)]) -> Run {
         ("KRAKEN_API_URL", url.as_str()),
     ];
     env.extend_from_slice(extra);
-    script("check-key", &[], &env, None)
+    script("check-key", args, &env, None)
 }
 
 /// The simulator booked nothing, and every AddOrder it received asked only to validate.
@@ -854,14 +859,10 @@ fn check_key_checks_every_key_of_every_account() {
     assert_eq!((asked(API_KEY), asked(SWING_API_KEY)), (4, 4), "{run}");
     // One account: its own keys only.
     let before = (asked(API_KEY), asked(SWING_API_KEY));
-    let run = script(
-        "check-key",
+    let run = check_key_with(
+        &sim,
         &["--account", "swing"],
-        &[
-            ("KRAKEN_ACCOUNTS", accounts.as_str()),
-            ("KRAKEN_API_URL", sim.url().as_str()),
-        ],
-        None,
+        &[("KRAKEN_ACCOUNTS", accounts.as_str())],
     );
     run.assert_no_secret(&[]);
     assert_eq!(run.code, 0, "{run}");
@@ -871,29 +872,19 @@ fn check_key_checks_every_key_of_every_account() {
         "{run}"
     );
     // An account without keys of its own: the top level's, said so.
-    let run = script(
-        "check-key",
+    let run = check_key_with(
+        &sim,
         &["--account", "paper"],
-        &[
-            ("KRAKEN_ACCOUNTS", accounts.as_str()),
-            ("KRAKEN_API_KEY", API_KEY),
-            ("KRAKEN_API_SECRET", API_SECRET),
-            ("KRAKEN_API_URL", sim.url().as_str()),
-        ],
-        None,
+        &[("KRAKEN_ACCOUNTS", accounts.as_str())],
     );
     assert_eq!(run.code, 0, "{run}");
     assert!(run.stdout.contains("trades with the top level's"), "{run}");
     // An account it does not know, and a KRAKEN_ACCOUNTS that does not parse: no secret in
     // the message.
-    let run = script(
-        "check-key",
+    let run = check_key_with(
+        &sim,
         &["--account", "nosuch"],
-        &[
-            ("KRAKEN_ACCOUNTS", accounts.as_str()),
-            ("KRAKEN_API_URL", sim.url().as_str()),
-        ],
-        None,
+        &[("KRAKEN_ACCOUNTS", accounts.as_str())],
     );
     assert_eq!(run.code, 2, "{run}");
     let broken = format!(r#"{{"swing":{{"kraken_api_key":"{SWING_API_KEY}""#);
