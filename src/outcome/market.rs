@@ -1,0 +1,211 @@
+//! Market data: the pair, the last trade and the balances an alert's order needs, from the
+//! store's pair cache or from Kraken, then the plan (contract 2.2 and 2.3).
+//!
+//! ```text
+//! cancel_all ─▶ CancelAll
+//! read the cached pair ─ fresh ─▶ check it ──────────────┐
+//!   └ missing or stale ─▶ AssetPairs (its pair, then the whole list) ─▶ check it ─┤
+//! Ticker, when the plan prices the order ─▶ BalanceEx, when it sizes from a balance ─▶ plan
+//! ```
+
+use super::{CachedPair, List, Pending, Retry, Stage, PAIRS_TTL_SECS, PAIR_KEY_PREFIX};
+use crate::alert::Action;
+use crate::bridge::Step;
+use crate::kraken::pairs::{self, Pair, Pairs, Unresolved};
+use crate::kraken::reply::{self, Transport};
+use crate::plan::{self, Limits, Market};
+use crate::reject::Reject;
+use crate::store::{StoreOp, StoreReply};
+
+impl Pending {
+    /// After the claim: cancel everything, or fetch what the plan needs.
+    pub(super) fn prepare(mut self) -> Step {
+        if self.alert.action == Action::CancelAll {
+            return self.call(Stage::Cancel, "CancelAll", &[]);
+        }
+        let symbol = self.alert.symbol.clone().unwrap_or_default();
+        let map = &self.cx.config.symbol_map;
+        if Pairs::default().resolve(&symbol, map) == Err(Unresolved::Perpetual) {
+            let reason =
+                format!("{symbol} is a perpetual contract; Kraken spot trades only spot pairs");
+            return self.refuse(Reject::UnknownSymbol { reason });
+        }
+        self.pair_queries = pairs::pair_queries(&symbol, map);
+        if self.has_store {
+            let key = self.pair_key();
+            self.store(Stage::PairsRead, StoreOp::Get(key))
+        } else {
+            self.fetch_pairs()
+        }
+    }
+
+    pub(super) fn pair_key(&self) -> String {
+        let symbol = self.alert.symbol.as_deref().unwrap_or_default();
+        let name = pairs::lookup_name(symbol, &self.cx.config.symbol_map);
+        format!("{PAIR_KEY_PREFIX}{name}")
+    }
+
+    pub(super) fn on_pairs_read(self, reply: StoreReply) -> Step {
+        let now = self.cx.host.now.secs();
+        let cached = match reply {
+            StoreReply::Value(Some(bytes)) => serde_json::from_slice::<CachedPair>(&bytes)
+                .ok()
+                .filter(|c| now.saturating_sub(c.fetched_at) <= PAIRS_TTL_SECS),
+            _ => None,
+        };
+        match cached {
+            Some(c) => self.checked_pair(c.pair),
+            None => self.fetch_pairs(),
+        }
+    }
+
+    /// Asks `AssetPairs` for the next `pair` query, then for the whole list.
+    pub(super) fn fetch_pairs(self) -> Step {
+        match self.pair_queries.get(self.pair_query) {
+            Some(q) => {
+                let q = q.clone();
+                self.public(Stage::PairsFetch, "AssetPairs", &[("pair", q)])
+            }
+            None => self.public(Stage::PairsFetch, "AssetPairs", &[]),
+        }
+    }
+
+    pub(super) fn on_pairs_fetch(mut self, t: &Transport) -> Step {
+        let whole_list = self.pair_query >= self.pair_queries.len();
+        let pairs = match t {
+            Transport::Reply { status: 200, body } => Pairs::from_asset_pairs(body),
+            Transport::Reply { status, .. } => Err(format!("HTTP {status}")),
+            Transport::NotSent(e) | Transport::Lost(e) => Err(e.clone()),
+        };
+        let pairs = match pairs {
+            Ok(pairs) => pairs,
+            // Kraken does not know that name: ask the next one.
+            Err(e) if !whole_list && e.starts_with("EQuery:") => {
+                self.pair_query += 1;
+                return self.fetch_pairs();
+            }
+            Err(e) => return self.unavailable(format!("could not read Kraken's pairs: {e}")),
+        };
+        let symbol = self.alert.symbol.clone().unwrap_or_default();
+        let pair = match pairs.resolve(&symbol, &self.cx.config.symbol_map) {
+            Ok(pair) => pair.clone(),
+            Err(Unresolved::Unknown) if !whole_list => {
+                self.pair_query += 1;
+                return self.fetch_pairs();
+            }
+            Err(why) => {
+                let reason = match why {
+                    Unresolved::Perpetual => format!(
+                        "{symbol} is a perpetual contract; Kraken spot trades only spot pairs"
+                    ),
+                    Unresolved::Ambiguous => format!("{symbol} matches more than one Kraken pair; use the pair name or symbol_map"),
+                    Unresolved::Unknown => format!("{symbol} matches no Kraken pair; use a Kraken pair name (e.g. XBTUSD) or symbol_map"),
+                };
+                return self.refuse(Reject::UnknownSymbol { reason });
+            }
+        };
+        if !self.has_store {
+            return self.checked_pair(pair);
+        }
+        let cache = CachedPair {
+            fetched_at: self.cx.host.now.secs(),
+            pair,
+        };
+        let bytes = serde_json::to_vec(&cache).expect("a pair serialises");
+        self.cache_write = Some(StoreOp::Set(self.pair_key(), bytes));
+        self.checked_pair(cache.pair)
+    }
+
+    /// The symbol's pair is known: the risk rules on it, then the market data.
+    pub(super) fn checked_pair(mut self, pair: Pair) -> Step {
+        let allowed = &self.cx.config.allowed_symbols;
+        if !allowed.is_empty()
+            && !allowed
+                .iter()
+                .any(|a| *a == pair.id || *a == pair.altname || *a == pair.wsname)
+        {
+            return self.refuse(Reject::SymbolNotAllowed { pair: pair.altname });
+        }
+        if pair.status != "online" {
+            let reason = format!(
+                "{} is {} on Kraken: no new orders",
+                pair.altname, pair.status
+            );
+            return self.refuse(Reject::PairUnavailable { reason });
+        }
+        let id = pair.id.clone();
+        self.pair = Some(pair);
+        if plan::needs(&self.alert).ticker {
+            self.public(Stage::Ticker, "Ticker", &[("pair", id)])
+        } else {
+            self.after_ticker()
+        }
+    }
+
+    pub(super) fn on_ticker(mut self, t: &Transport) -> Step {
+        let id = self.pair.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        match reply::last_price(t, &id) {
+            Ok(last) => {
+                self.last = Some(last);
+                self.after_ticker()
+            }
+            Err(e) => self.unavailable(format!("could not read the last trade price: {e}")),
+        }
+    }
+
+    pub(super) fn after_ticker(self) -> Step {
+        if plan::needs(&self.alert).balance {
+            self.call(Stage::Balance, "BalanceEx", &[])
+        } else {
+            self.make_plan()
+        }
+    }
+
+    pub(super) fn on_balance(mut self, t: &Transport) -> Step {
+        let (base, quote) = {
+            let pair = self.pair.as_ref().expect("resolved");
+            (pair.base.clone(), pair.quote.clone())
+        };
+        match reply::free_balances(t, &base, &quote) {
+            Ok(free) => {
+                self.free = Some(free);
+                self.make_plan()
+            }
+            Err(e) if reply::is_invalid_nonce(&e) => match self.retry_after_nonce(Retry::Balance) {
+                Ok(step) => step,
+                Err(this) => this.unavailable(format!("could not read balances: {e}")),
+            },
+            Err(e) => self.unavailable(format!("could not read balances: {e}")),
+        }
+    }
+
+    pub(super) fn make_plan(mut self) -> Step {
+        let pair = self.pair.clone().expect("resolved");
+        let market = Market {
+            pair: &pair,
+            last: self.last,
+            free_base: self.free.map(|f| f.0),
+            free_quote: self.free.map(|f| f.1),
+        };
+        let limits = Limits {
+            max_order_value: self.cx.config.max_order_value,
+            dry_run: self.cx.config.dry_run,
+            reserve: self.cx.config.reserve_for(market.pair),
+        };
+        match plan::plan(&self.alert, &market, limits, &self.key) {
+            Ok(order) => {
+                let validate = order.validate;
+                self.order = Some(order);
+                if self.lookup_first && !validate {
+                    // Kraken refuses a second open order with the same cl_ord_id itself:
+                    // only the closed orders need a look-up (one REST counter point).
+                    self.lookup(Stage::LookupBefore(List::Closed))
+                } else {
+                    self.add()
+                }
+            }
+            Err(Reject::Unavailable { reason, .. }) => self.unavailable(reason),
+            Err(reject) => self.refuse(reject),
+        }
+    }
+}
