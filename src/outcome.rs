@@ -7,7 +7,7 @@
 //!   │ owned
 //! pair (cached, or AssetPairs by name), ticker, balance, plan (market.rs)
 //!   │
-//! [look-up first: no store, a failing store, a stale claim, a forgotten key]
+//! [look-up first: no store, a failing store, a stale claim, a forgotten key] (send.rs)
 //!   │  ClosedOrders by cl_ord_id ─ found ─────────────────────────▶ 200 duplicate
 //!   ▼ absent
 //! AddOrder ─ txid ─────────▶ 200 placed       ─ EOrder:* ───────▶ 422 order_rejected
@@ -32,7 +32,7 @@ use crate::auth::Credential;
 use crate::bridge::{Cx, Done, Input, Step};
 use crate::idempotency::{DedupeKey, Record, RecordState, CLAIM_WINDOW_MS};
 use crate::kraken::pairs::Pair;
-use crate::kraken::reply::{self, AddOrder, Lookup, Transport};
+use crate::kraken::reply::{self, AddOrder, Transport};
 use crate::kraken::request::{private_call, public_call, Credentials};
 use crate::plan::OrderPlan;
 use crate::reject::Reject;
@@ -41,7 +41,6 @@ use crate::store::{StoreLimit, StoreOp, StoreReply};
 use crate::time::Now;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// The whole request ends inside this many milliseconds (TradingView cancels at 3 s).
 pub const BUDGET_MS: u64 = 2_500;
@@ -164,6 +163,7 @@ enum Claim {
 
 mod claim;
 mod market;
+mod send;
 
 /// A planned order on its way to one outcome.
 #[derive(Debug)]
@@ -469,219 +469,7 @@ impl Pending {
         self.reject_recorded(reject, event)
     }
 
-    fn lookup(self, stage: Stage) -> Step {
-        let list = match stage {
-            Stage::LookupBefore(l) | Stage::LookupAfter(l) => l,
-            _ => unreachable!("not a look-up stage"),
-        };
-        let params = [("cl_ord_id", self.cl_ord_id.clone())];
-        self.call(stage, list.method(), &params)
-    }
-
-    fn on_lookup_before(self, list: List, t: &Transport) -> Step {
-        match reply::find_order(t, list.key(), &self.cl_ord_id) {
-            Lookup::Found {
-                txid, description, ..
-            } => {
-                let body = self.placed_body(vec![txid], description);
-                let record = self.record(200, &body);
-                self.duplicate(&record, true)
-            }
-            Lookup::Absent if self.duplicate_refused && list == List::Open => {
-                self.lookup(Stage::LookupBefore(List::Closed))
-            }
-            Lookup::Absent if self.duplicate_refused => {
-                // Kraken said the order exists but neither list shows it yet.
-                self.pending(
-                    "Kraken reports a duplicate cl_ord_id that the look-up cannot find yet",
-                )
-            }
-            Lookup::Absent => self.add(),
-            Lookup::Failed(reason) if reply::is_key_refusal(&reason) && self.has_another_key() => {
-                let mut this = self;
-                this.pass_over_key();
-                this.lookup(Stage::LookupBefore(list))
-            }
-            Lookup::Failed(reason) if reply::is_invalid_nonce(&reason) => {
-                match self.retry_after_nonce(Retry::LookupBefore(list)) {
-                    Ok(step) => step,
-                    Err(this) => this.lookup_before_failed(reason),
-                }
-            }
-            Lookup::Failed(reason) => self.lookup_before_failed(reason),
-        }
-    }
-
-    fn lookup_before_failed(self, reason: String) -> Step {
-        if self.duplicate_refused {
-            self.pending(&format!(
-                "look-up after a duplicate refusal failed: {reason}"
-            ))
-        } else {
-            // Nothing was sent: a resend later is safe and worthwhile.
-            self.unavailable(format!("look-up before sending failed: {reason}"))
-        }
-    }
-
-    /// Waits a jitter, then repeats a call Kraken refused for a stale nonce (a request
-    /// of another instance, or of this one, overtook it); `Err` when the budget or the
-    /// retry count does not allow it.
-    fn retry_after_nonce(mut self, retry: Retry) -> Result<Step, Box<Pending>> {
-        let ms = self.jitter_ms();
-        if self.nonce_retries >= MAX_NONCE_RETRIES || self.remaining_ms() < MIN_CALL_MS + ms {
-            return Err(Box::new(self));
-        }
-        self.nonce_retries += 1;
-        self.stage = Stage::Wait(retry);
-        Ok(Step::Wait(ms, Box::new(self)))
-    }
-
-    fn add(mut self) -> Step {
-        self.attempts += 1;
-        let deadline = Now(self.cx.host.now.0 + ORDER_DEADLINE_MS * 1_000);
-        self.order_deadline = Some(deadline);
-        let mut params = self.order.as_ref().expect("planned").params();
-        params.push(("deadline", deadline.rfc3339()));
-        self.call(Stage::Add, "AddOrder", &params)
-    }
-
-    fn on_add(mut self, t: &Transport) -> Step {
-        let validate = self.order.as_ref().is_some_and(|o| o.validate);
-        match reply::add_order(t, validate) {
-            AddOrder::Placed { txid, description } => {
-                let body = self.placed_body(txid.clone(), description);
-                let event = self.event(Level::Info, "order_placed").with("txid", txid);
-                self.respond(200, body, event)
-            }
-            AddOrder::Validated { description } => {
-                let body = json!({ "status": "validated", "description": description });
-                let event = self.event(Level::Info, "order_validated");
-                self.respond(200, body, event)
-            }
-            AddOrder::Rejected { error }
-                if reply::is_key_refusal(&error) && self.has_another_key() =>
-            {
-                // Kraken did nothing with a key it refuses: the next key of the pool sends it.
-                self.pass_over_key();
-                self.add()
-            }
-            AddOrder::Rejected { error } if error.starts_with("EOrder:Duplicate order") => {
-                // Kraken already holds an open order with this cl_ord_id: another delivery
-                // of the same alert won the race. Find it and answer as its duplicate.
-                self.duplicate_refused = true;
-                self.lookup(Stage::LookupBefore(List::Open))
-            }
-            AddOrder::Rejected { error } => {
-                let event = self
-                    .event(Level::Warn, "order_rejected")
-                    .with("kraken_error", error.clone());
-                let unknown_pair = error.starts_with("EQuery:Unknown asset pair");
-                let reject = Reject::OrderRejected {
-                    kraken_error: error,
-                };
-                let mut step_owner = self;
-                if unknown_pair && step_owner.has_store {
-                    // The cached pairs are out of date: the next alert fetches them again.
-                    step_owner.drop_pairs_cache = true;
-                }
-                step_owner.reject_recorded(reject, event)
-            }
-            AddOrder::Transient { error } if reply::is_invalid_nonce(&error) => {
-                if self.ambiguous {
-                    // After an unanswered attempt, a nonce refusal can mean that attempt
-                    // arrived: the order may exist.
-                    self.after_ambiguity(error)
-                } else {
-                    match self.retry_after_nonce(Retry::Add) {
-                        Ok(step) => step,
-                        Err(this) => this.unavailable(error),
-                    }
-                }
-            }
-            AddOrder::Transient { error } => {
-                if self.ambiguous {
-                    self.after_ambiguity(error)
-                } else {
-                    self.unavailable(error)
-                }
-            }
-            AddOrder::Ambiguous { reason } => self.after_ambiguity(reason),
-        }
-    }
-
-    fn after_ambiguity(mut self, reason: String) -> Step {
-        self.ambiguous = true;
-        self.deadline_elapsed |= reason.starts_with("EService:Deadline elapsed");
-        self.lookup(Stage::LookupAfter(List::Open))
-    }
-
-    fn on_lookup_after(mut self, list: List, t: &Transport) -> Step {
-        match reply::find_order(t, list.key(), &self.cl_ord_id) {
-            Lookup::Found {
-                txid, description, ..
-            } => {
-                let body = self.placed_body(vec![txid.clone()], description);
-                let event = self
-                    .event(Level::Info, "order_placed")
-                    .with("txid", vec![txid])
-                    .with("found_by_lookup", true);
-                self.respond(200, body, event)
-            }
-            Lookup::Absent if list == List::Open => self.lookup(Stage::LookupAfter(List::Closed)),
-            Lookup::Absent => {
-                let past_deadline = self
-                    .order_deadline
-                    .is_some_and(|d| self.cx.host.now.0 > d.0 + 1_000_000);
-                if !self.resent && (self.deadline_elapsed || past_deadline) {
-                    // Certainly absent: Kraken's engine can no longer accept the first one.
-                    self.resent = true;
-                    self.ambiguous = false;
-                    self.deadline_elapsed = false;
-                    self.add()
-                } else {
-                    self.pending("not found yet; the order may still land before its deadline")
-                }
-            }
-            Lookup::Failed(reason) if reply::is_invalid_nonce(&reason) => {
-                match self.retry_after_nonce(Retry::LookupAfter(list)) {
-                    Ok(step) => step,
-                    Err(this) => this.pending(&format!("look-up failed: {reason}")),
-                }
-            }
-            Lookup::Failed(reason) => self.pending(&format!("look-up failed: {reason}")),
-        }
-    }
-
-    /// The budget ran out before the next call.
-    fn out_of_time(self) -> Step {
-        if self.ambiguous {
-            self.pending("time budget spent before the look-up finished")
-        } else {
-            self.unavailable("time budget spent before Kraken answered".into())
-        }
-    }
-
-    /// A per-request jitter of 10 to 40 ms, from the request id (no ambient randomness).
-    fn jitter_ms(&self) -> u64 {
-        let digest = Sha256::digest(format!(
-            "{}/{}",
-            self.cx.host.request_id, self.nonce_retries
-        ));
-        10 + u64::from(digest[0]) % 31
-    }
-
     // ---- outcomes ----------------------------------------------------------------------
-
-    /// Whether a key of the pool that Kraken has not refused for this alert is left.
-    fn has_another_key(&self) -> bool {
-        self.refused_signers.len() + 1 < self.cx.config.kraken_key_count()
-    }
-
-    /// Kraken refused the key in use: sign with the next one of the pool from now on.
-    fn pass_over_key(&mut self) {
-        self.refused_signers.push(self.kraken_key + 1);
-        self.kraken_key = (self.kraken_key + 1) % self.cx.config.kraken_key_count().max(1);
-    }
 
     fn event(&self, level: Level, name: &'static str) -> Event {
         let mut e = Event::new(level, name)
