@@ -48,7 +48,7 @@ const KEY_SETTINGS: &[&str] = &[
 ];
 
 /// The webhook secrets: every account has its own, never the top level's.
-const SECRET_SETTINGS: &[&str] = &["webhook_secret", "webhook_secret_previous"];
+const WEBHOOK_SECRETS: &[&str] = &["webhook_secret", "webhook_secret_previous"];
 
 /// Whether `name` is an account name: 1 to 32 of `a-z0-9_-`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -76,7 +76,7 @@ impl Raw {
     /// Whether setting `name` is this account's own: its webhook secrets always, the Kraken
     /// key settings when it names any of them, an override when it names it.
     pub fn owns(&self, name: &str) -> bool {
-        SECRET_SETTINGS.contains(&name)
+        WEBHOOK_SECRETS.contains(&name)
             || (KEY_SETTINGS.contains(&name) && self.has_own_keys())
             || self.values.iter().any(|(n, _)| *n == name)
     }

@@ -145,10 +145,15 @@ impl Cx {
         let mut log = Vec::new();
         let mut notices = Vec::new();
         for event in &events {
-            // Every event of an account-addressed alert names the account (contract 2.7).
-            let event = &match &self.config.account {
-                Some(name) => event.clone().with("account", name.as_str()),
-                None => event.clone(),
+            // Every event of an account-addressed alert names the account (contract 2.7);
+            // the default account's events go as they are.
+            let named;
+            let event = match &self.config.account {
+                Some(name) => {
+                    named = event.clone().with("account", name.as_str());
+                    &named
+                }
+                None => event,
             };
             let line = audit::render(event, &ctx, &secrets);
             if let Some(target) = &self.config.notify {
@@ -393,13 +398,7 @@ fn health(cx: &Cx, ask_store: bool) -> Step {
         body["kraken_keys_refused"] = Value::from(own);
     }
     if !c.accounts.is_empty() {
-        body["accounts"] = accounts_health(c);
-        for entry in body["accounts"].as_array_mut().into_iter().flatten() {
-            let refused = refused_of(entry["name"].as_str());
-            if !refused.is_empty() {
-                entry["kraken_keys_refused"] = Value::from(refused);
-            }
-        }
+        body["accounts"] = accounts_health(c, &refused_of);
     }
     match &store {
         Some(Ok((reached, _))) => body["store"] = json!({ "status": "ok", "calls": reached }),
@@ -421,9 +420,9 @@ fn health(cx: &Cx, ask_store: bool) -> Step {
 }
 
 /// Each named account as `/health` shows it: its name, whether an alert to it can trade
-/// (the whole configuration usable and nothing of its own wrong), why not, its key count
-/// and its switches. Never a secret.
-fn accounts_health(c: &Config) -> Value {
+/// (the whole configuration usable and nothing of its own wrong), why not, its key count,
+/// its switches and the keys Kraken refused lately (`refused_of`). Never a secret.
+fn accounts_health(c: &Config, refused_of: &dyn Fn(Option<&str>) -> Vec<Value>) -> Value {
     let list: Vec<Value> = c
         .accounts
         .iter()
@@ -443,6 +442,10 @@ fn accounts_health(c: &Config) -> Value {
             });
             if !own.is_empty() {
                 entry["problems"] = serde_json::to_value(&own).expect("problems serialise");
+            }
+            let refused = refused_of(Some(name));
+            if !refused.is_empty() {
+                entry["kraken_keys_refused"] = Value::from(refused);
             }
             entry
         })
@@ -557,11 +560,7 @@ fn webhook(mut cx: Cx, request: &Request, settings: Settings<'_>, account: Optio
     let stand_in = crate::secret::Secret::new(UNKNOWN_ACCOUNT_STAND_IN);
     let holder = match account {
         None => Some(&cx.config),
-        Some(name) => cx
-            .config
-            .accounts
-            .iter()
-            .find(|a| a.account.as_deref() == Some(name)),
+        Some(name) => cx.config.account_named(name),
     };
     let unknown = holder.is_none();
     let secrets: Vec<_> = match holder {

@@ -580,16 +580,19 @@ impl Config {
         self
     }
 
+    /// Account `name`'s own configuration as parsed (its problems alone), or `None`.
+    pub fn account_named(&self, name: &str) -> Option<&Config> {
+        self.accounts
+            .iter()
+            .find(|a| a.account.as_deref() == Some(name))
+    }
+
     /// The configuration of account `name`, or `None` when no account has that name: the
     /// account's settings laid over the top level's, every problem of the bridge (an alert
     /// to any account waits until the whole configuration is usable), and every secret of
     /// the bridge to redact.
     pub fn for_account(&self, name: &str) -> Option<Config> {
-        let account = self
-            .accounts
-            .iter()
-            .find(|a| a.account.as_deref() == Some(name))?;
-        let mut c = account.clone();
+        let mut c = self.account_named(name)?.clone();
         c.problems = self.problems.clone();
         c.also_redact = self.secrets().cloned().collect();
         Some(c)

@@ -2846,6 +2846,37 @@ fn a_malformed_kraken_accounts_stops_every_alert_and_health_says_why_without_a_s
             assert_eq!(events(&d), ["config_error"]);
         }
     }
+    // An account whose own setting breaks a rule: its /health entry says it is not usable
+    // and why, naming the setting and never the value; a sound account beside it is not
+    // usable either (no alert trades on a guess), with no problem of its own.
+    let accounts = format!(
+        r#"{{"good":{{"webhook_secret":"{long}"}},"bad":{{"webhook_secret":"{long}-bad","kraken_otp":"1234"}}}}"#
+    );
+    let h = done(handle(
+        config(&[("kraken_accounts", accounts.as_str())]),
+        host(),
+        get("/health"),
+    ));
+    let b = body(&h);
+    assert_eq!(h.response.status, 503);
+    let entry = |name: &str| {
+        b["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(entry("bad")["usable"], false, "{b}");
+    // (An otp makes the keys the account's own, so its key and secret are missing too.)
+    let problems = entry("bad")["problems"].as_array().cloned().unwrap();
+    assert!(problems.iter().any(|p| p["setting"] == "kraken_otp"), "{b}");
+    assert!(problems.iter().all(|p| p["account"] == "bad"), "{b}");
+    assert_eq!(entry("good")["usable"], false, "{b}");
+    assert!(entry("good").get("problems").is_none(), "{b}");
+    assert!(!b.to_string().contains("1234"), "{b}");
+
     // The same, read lazily as the host does: the account path reads kraken_accounts before
     // authenticating, and stops there.
     let accounts = format!(r#"{{"swing":{{"webhook_secret":"{long}","dry_run":"maybe"}}}}"#);
