@@ -18,7 +18,7 @@ pub const MAX_ACCOUNTS: usize = 64;
 /// The longest account name, in bytes.
 pub const MAX_NAME_BYTES: usize = 32;
 
-/// What an account may name (contract 3, `kraken_accounts`), besides the position settings.
+/// What an account may name (contract 3, `kraken_accounts`).
 pub const ACCOUNT_SETTINGS: &[&str] = &[
     "webhook_secret",
     "webhook_secret_previous",
@@ -31,12 +31,10 @@ pub const ACCOUNT_SETTINGS: &[&str] = &[
     "allowed_symbols",
     "max_order_value",
     "position_reserve",
+    "position_negative",
+    "max_position_value",
     "rate_limit_per_minute",
 ];
-
-/// Overrides the contract lists for position alerts, which this version does not place: an
-/// account naming one is a configuration error rather than a limit silently ignored.
-pub const POSITION_SETTINGS: &[&str] = &["max_position_value", "position_negative"];
 
 /// The settings that make up an account's Kraken keys: an account that names any of them
 /// has its own keys, and none of the top level's.
@@ -129,19 +127,17 @@ pub fn parse(text: &str) -> Result<Vec<Raw>, String> {
         let mut values: Vec<(&'static str, String)> = Vec::new();
         for (j, (field, value)) in fields.0.into_iter().enumerate() {
             let Some(setting) = ACCOUNT_SETTINGS.iter().find(|s| **s == field) else {
-                return Err(match POSITION_SETTINGS.iter().find(|s| **s == field) {
-                    Some(s) => format!(
-                        "account {name}: {s}: position alerts are not in this version, so the bridge cannot apply it"
-                    ),
-                    None if crate::config::SETTINGS.contains(&field.as_str()) => format!(
+                return Err(if crate::config::SETTINGS.contains(&field.as_str()) {
+                    format!(
                         "account {name}: {field} is a top-level setting only; an account takes {}",
                         ACCOUNT_SETTINGS.join(", ")
-                    ),
-                    None => format!(
+                    )
+                } else {
+                    format!(
                         "account {name}: member {} is not a setting an account takes ({})",
                         j + 1,
                         ACCOUNT_SETTINGS.join(", ")
-                    ),
+                    )
                 });
             };
             if values.iter().any(|(s, _)| s == setting) {
@@ -283,8 +279,8 @@ mod tests {
                 "notify_url is a top-level setting only",
             ),
             (
-                r#"{"a":{"max_position_value":"5"}}"#,
-                "max_position_value: position alerts",
+                r#"{"a":{"log_level":"debug"}}"#,
+                "log_level is a top-level setting only",
             ),
             (
                 &format!(

@@ -18,6 +18,9 @@ pub const FIELDS: &[&str] = &[
     "id",
     "timestamp",
     "action",
+    "position",
+    "position_quote",
+    "position_percent",
     "symbol",
     "side",
     "order_type",
@@ -93,6 +96,51 @@ pub enum Action {
     Close,
     /// Cancel every open order.
     CancelAll,
+    /// Trade the difference to a target holding (contract 2.6).
+    Position,
+}
+
+impl Action {
+    /// The alert's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Order => "order",
+            Action::Close => "close",
+            Action::CancelAll => "cancel_all",
+            Action::Position => "position",
+        }
+    }
+}
+
+/// Where a position alert wants the holding of the pair's base asset (contract 2.6):
+/// exactly one of the three target fields, signed (a strategy gone short is negative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `position`: base units.
+    Base(rust_decimal::Decimal),
+    /// `position_quote`: worth this much of the quote currency at the last trade.
+    Quote(rust_decimal::Decimal),
+    /// `position_percent`: this share, at most 100, of the pair's holdings (base at the
+    /// last trade plus quote).
+    Percent(rust_decimal::Decimal),
+}
+
+impl Target {
+    /// The field the target was given in.
+    pub fn field(self) -> &'static str {
+        match self {
+            Target::Base(_) => "position",
+            Target::Quote(_) => "position_quote",
+            Target::Percent(_) => "position_percent",
+        }
+    }
+
+    /// The value as given.
+    pub fn value(self) -> rust_decimal::Decimal {
+        match self {
+            Target::Base(v) | Target::Quote(v) | Target::Percent(v) => v,
+        }
+    }
 }
 
 /// Buy or sell.
@@ -262,6 +310,8 @@ pub struct Alert {
     pub order_type: OrderType,
     /// How much.
     pub size: Option<Size>,
+    /// Where to be, for `action: position`.
+    pub target: Option<Target>,
     /// Limit or trigger price.
     pub price: Option<Price>,
     /// The limit price of `*-limit` types.
@@ -339,10 +389,11 @@ impl Alert {
                 "order" => Action::Order,
                 "close" => Action::Close,
                 "cancel_all" => Action::CancelAll,
+                "position" => Action::Position,
                 _ => {
                     return Err(FieldError::new(
                         "action",
-                        "must be order, close or cancel_all",
+                        "must be order, close, cancel_all or position",
                     ));
                 }
             },
@@ -397,6 +448,59 @@ impl Alert {
             if p.value() > rust_decimal::Decimal::ONE_HUNDRED {
                 return Err(FieldError::new("balance_percent", "must be at most 100"));
             }
+        }
+        let targets = [
+            signed(object, "position")?.map(Target::Base),
+            signed(object, "position_quote")?.map(Target::Quote),
+            signed(object, "position_percent")?.map(Target::Percent),
+        ];
+        let mut given = targets.iter().flatten();
+        let target = given.next().copied();
+        if let Some(second) = given.next() {
+            return Err(FieldError::new(
+                second.field(),
+                "give exactly one of position, position_quote, position_percent",
+            ));
+        }
+        if let Some(Target::Percent(p)) = target {
+            if p > rust_decimal::Decimal::ONE_HUNDRED {
+                return Err(FieldError::new("position_percent", "must be at most 100"));
+            }
+        }
+        match (action, target) {
+            (Action::Position, None) => {
+                return Err(FieldError::new(
+                    "position",
+                    "give one of position, position_quote, position_percent",
+                ))
+            }
+            (Action::Position, Some(_)) => {
+                // The bridge trades the difference: a side or a size would contradict it.
+                let sizing = ["side", "volume", "quote_volume", "balance_percent"];
+                let margin = ["leverage", "reduce_only", "stop_loss", "take_profit"];
+                if let Some(f) = sizing.into_iter().find(|f| object.get(f).is_some()) {
+                    return Err(FieldError::new(
+                        f,
+                        "not used by position alerts: the bridge trades the difference to the target",
+                    ));
+                }
+                if let Some(f) = margin.into_iter().find(|f| object.get(f).is_some()) {
+                    return Err(FieldError::new(
+                        f,
+                        "not used by position alerts: the target is a spot holding",
+                    ));
+                }
+                if !matches!(order_type, OrderType::Market | OrderType::Limit) {
+                    return Err(FieldError::new(
+                        "order_type",
+                        "a position alert trades with a market (default) or limit order",
+                    ));
+                }
+            }
+            (_, Some(t)) => {
+                return Err(FieldError::new(t.field(), "only with action position"));
+            }
+            (_, None) => {}
         }
         let price2 = price_field(object, "price2")?;
         let price = price_field(object, "price")?;
@@ -476,6 +580,7 @@ impl Alert {
             side,
             order_type,
             size,
+            target,
             price,
             price2,
             trigger,
@@ -530,6 +635,19 @@ fn decimal(object: &Object, name: &str) -> Result<Option<Positive>, FieldError> 
         Some(_) => return Err(FieldError::new(name, "must be a decimal string or number")),
     };
     Positive::parse(&text)
+        .map(Some)
+        .map_err(|reason| FieldError::new(name, reason))
+}
+
+/// A signed decimal member (a position target).
+fn signed(object: &Object, name: &str) -> Result<Option<rust_decimal::Decimal>, FieldError> {
+    let text = match object.get(name) {
+        None => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(FieldError::new(name, "must be a decimal string or number")),
+    };
+    crate::decimal::parse_signed(&text)
         .map(Some)
         .map_err(|reason| FieldError::new(name, reason))
 }

@@ -64,6 +64,7 @@ pub const EVENTS: &[&str] = &[
     "order_rejected",
     "order_pending",
     "orders_cancelled",
+    "in_position",
     "config_error",
     "notify_failed",
 ];

@@ -489,6 +489,8 @@ fn effective_config(cx: &Cx) -> Step {
         "symbol_map": c.symbol_map.iter().map(|(a, b)| format!("{a}={b}")).collect::<Vec<_>>(),
         "max_order_value": c.max_order_value.map(|v| v.to_string()),
         "position_reserve": reserve_shown(&c.position_reserve),
+        "position_negative": c.position_negative,
+        "max_position_value": c.max_position_value.map(|v| v.to_string()),
         "allowed_ips": !c.allowed_ips.is_empty(),
         "client_ip_header": c.client_ip_header,
         "cors_allowed_origins": c.cors_allowed_origins,
@@ -516,6 +518,8 @@ fn effective_config(cx: &Cx) -> Step {
                 "allowed_symbols": a.allowed_symbols,
                 "max_order_value": a.max_order_value.map(|v| v.to_string()),
                 "position_reserve": reserve_shown(&a.position_reserve),
+                "position_negative": a.position_negative,
+                "max_position_value": a.max_position_value.map(|v| v.to_string()),
                 "rate_limit_per_minute": a.rate_limit_per_minute,
             })
         })

@@ -26,6 +26,8 @@ pub const SETTINGS: &[&str] = &[
     "symbol_map",
     "max_order_value",
     "position_reserve",
+    "position_negative",
+    "max_position_value",
     "rate_limit_per_minute",
     "allowed_ips",
     "client_ip_header",
@@ -101,6 +103,16 @@ pub enum Environment {
 
 pub use crate::audit::Level;
 
+/// `position_negative`: what a position alert with a negative target does (contract 2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionNegative {
+    /// `422` on the target field (the default): a spot account cannot be short.
+    Refuse,
+    /// Hold nothing instead: a negative target is a target of zero.
+    Flat,
+}
+
 /// A setting that is missing or does not parse. Never carries the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -147,6 +159,10 @@ pub struct Config {
     /// Holdings the bridge never sells (`position_reserve`): `(ASSET, amount)`, the asset
     /// upper-case as written (Kraken's id, the pair's display name or a synonym).
     pub position_reserve: Vec<(String, rust_decimal::Decimal)>,
+    /// What a negative position target does (`position_negative`).
+    pub position_negative: PositionNegative,
+    /// Cap on a position alert's target, in the quote currency at the last trade.
+    pub max_position_value: Option<rust_decimal::Decimal>,
     /// Addresses and CIDRs that may reach the bridge; empty: any.
     pub allowed_ips: Vec<crate::network::IpNet>,
     /// The header carrying the client address behind a proxy, lower-case.
@@ -383,6 +399,26 @@ impl Config {
             }),
         };
 
+        let position_negative = match get("position_negative").map(|v| v.to_ascii_lowercase()) {
+            None => PositionNegative::Refuse,
+            Some(v) if v == "refuse" => PositionNegative::Refuse,
+            Some(v) if v == "flat" => PositionNegative::Flat,
+            Some(_) => {
+                problems.push(problem("position_negative", "must be `refuse` or `flat`"));
+                PositionNegative::Refuse
+            }
+        };
+        let max_position_value = match get("max_position_value") {
+            None => None,
+            Some(v) => match crate::decimal::Positive::parse(&v) {
+                Ok(p) => Some(p.value()),
+                Err(reason) => {
+                    problems.push(problem("max_position_value", reason));
+                    None
+                }
+            },
+        };
+
         let allowed_ips = match get("allowed_ips") {
             None => Vec::new(),
             Some(v) => crate::network::parse_allowed_ips(&v).unwrap_or_else(|reason| {
@@ -508,6 +544,8 @@ impl Config {
             symbol_map,
             max_order_value,
             position_reserve,
+            position_negative,
+            max_position_value,
             allowed_ips,
             client_ip_header,
             cors_allowed_origins,
@@ -859,6 +897,10 @@ mod tests {
             ("position_reserve", "XBT=1,xbt=2"),
             ("position_reserve", "X B T=1"),
             ("position_reserve", "XBT=1e3"),
+            ("position_negative", "short"),
+            ("position_negative", "0"),
+            ("max_position_value", "0"),
+            ("max_position_value", "-100"),
             ("allowed_ips", "52.89.214.238/40"),
             ("client_ip_header", "x real ip"),
             ("cors_allowed_origins", "*"),
@@ -869,6 +911,20 @@ mod tests {
                 "{name}={value} should be a problem"
             );
         }
+    }
+
+    #[test]
+    fn position_settings_default_to_refuse_and_no_cap() {
+        let c = with(&[]);
+        assert_eq!(c.position_negative, PositionNegative::Refuse);
+        assert_eq!(c.max_position_value, None);
+        let c = with(&[
+            ("position_negative", "FLAT"),
+            ("max_position_value", "2500.5"),
+        ]);
+        assert!(c.is_usable(), "{:?}", c.problems);
+        assert_eq!(c.position_negative, PositionNegative::Flat);
+        assert_eq!(c.max_position_value.unwrap().to_string(), "2500.5");
     }
 
     #[test]

@@ -307,7 +307,7 @@ pub struct Prune {
 }
 
 /// Plans a pruning pass over every key in the store: expired dedupe buckets, claim
-/// counters, filters, leases and rate-limit minutes go first; then, while more than
+/// counters, filters, leases, rate-limit minutes and position turns go first; then, while more than
 /// `max_keys` remain (a store with a key cap, such as Fermyon Cloud's 1,024), the oldest
 /// dedupe records, which are named in a forgotten-keys filter before they are deleted. At
 /// most [`MAX_DELETES_PER_REQUEST`] deletions.
@@ -316,6 +316,7 @@ pub fn prune(keys: &[String], now_secs: u64, max_keys: Option<usize>) -> Prune {
     let mut delete: Vec<&String> = Vec::new();
     for key in keys {
         let expired = crate::rate_limit::is_expired(key, now_secs)
+            || crate::turn::is_expired(key, now_secs)
             || claim_expired(key, now_secs)
             || lease_expired(key, now_secs);
         if expired {
@@ -589,7 +590,9 @@ mod tests {
             "fg:60:164".into(),      // a filter of an expired bucket
             "fg:60:165".into(),
             "pl:999".into(),
-            "pl:998".into(), // an old lease
+            "pl:998".into(),              // an old lease
+            "pt:1998:XXBTZUSD".into(),    // a turn slot ending at 9995 s: kept until 10005
+            "pt:1997:@a:XXBTZUSD".into(), // ended at 9990 s: expired
             "unrelated".into(),
         ];
         let mut plan = prune(&keys, now, None);
@@ -601,6 +604,7 @@ mod tests {
                 "dd:60:164:body:c",
                 "fg:60:164",
                 "pl:998",
+                "pt:1997:@a:XXBTZUSD",
                 "rl:164"
             ]
         );

@@ -9,7 +9,7 @@
 //! - [`bridge`]: the handler state machine ([`bridge::handle`], [`bridge::Pending::resume`]).
 //! - [`config::Config`]: settings from a lookup function.
 //! - the concerns, one module each, named from the contract: [`route`], [`auth`], [`alert`],
-//!   [`plan`], [`idempotency`], [`kraken`], [`reject`], [`response`], [`audit`], [`secret`].
+//!   [`plan`], [`idempotency`], [`turn`], [`kraken`], [`reject`], [`response`], [`audit`], [`secret`].
 
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 #![cfg_attr(target_arch = "wasm32", deny(unsafe_code))]
@@ -37,6 +37,7 @@ pub mod route;
 pub mod secret;
 pub mod store;
 pub mod time;
+pub mod turn;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -23,7 +23,7 @@ pub const NOTIFY_TIMEOUT_MS: u64 = 2_000;
 pub const MAX_TEXT_CHARS: usize = 1_900;
 
 /// The audit events that are order outcomes, and so are notified: placed (or validated, for
-/// a dry run), refused by the bridge or by Kraken, pending, cancelled. Every one of them
+/// a dry run), refused by the bridge or by Kraken, pending, cancelled, already in position. Every one of them
 /// follows authentication: an unauthenticated caller can never make the bridge post.
 pub const NOTIFIED_EVENTS: &[&str] = &[
     "order_placed",
@@ -31,6 +31,7 @@ pub const NOTIFIED_EVENTS: &[&str] = &[
     "order_rejected",
     "order_pending",
     "orders_cancelled",
+    "in_position",
     "alert_rejected",
     "stale",
     "trading_disabled",
@@ -216,6 +217,8 @@ pub fn text(line: &Map<String, Value>) -> String {
         "account",
         "txid",
         "count",
+        "position",
+        "target",
         "kraken_error",
         "error",
         "field",

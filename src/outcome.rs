@@ -25,7 +25,7 @@
 //! carries a time-out from what is left of the budget, and a request that could still have
 //! placed an order never answers 5xx.
 
-use crate::alert::{Action, Alert};
+use crate::alert::Alert;
 use crate::audit::Event;
 use crate::audit::Level;
 use crate::auth::Credential;
@@ -109,6 +109,7 @@ enum Stage {
     LostRead,
     ClaimVerify,
     Cancel,
+    Turn,
     PairsRead,
     PairsFetch,
     Ticker,
@@ -134,6 +135,7 @@ enum Retry {
     LookupBefore(List),
     LookupAfter(List),
     Balance,
+    Turn,
 }
 
 /// A response decided, with the store writes still to make.
@@ -164,6 +166,17 @@ enum Claim {
 mod claim;
 mod market;
 mod send;
+mod turn;
+
+use turn::Turn;
+
+/// Where a position alert's holding was and where it is going (contract 2.6: the answer
+/// and the audit line carry both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holding {
+    position: Decimal,
+    target: Decimal,
+}
 
 /// A planned order on its way to one outcome.
 #[derive(Debug)]
@@ -172,6 +185,10 @@ pub struct Pending {
     alert: Alert,
     /// The planned order, once the market data is in.
     order: Option<OrderPlan>,
+    /// A position alert's holding and target, once planned.
+    holding: Option<Holding>,
+    /// A position alert's turn for its pair.
+    turn: Turn,
     credential: Credential,
     /// Which Kraken key signs this alert's calls ([`crate::config::Config::kraken_key_for`]).
     kraken_key: usize,
@@ -190,7 +207,7 @@ pub struct Pending {
     /// The resolved pair and what was fetched for the plan.
     pair: Option<Pair>,
     last: Option<Decimal>,
-    free: Option<(Decimal, Decimal)>,
+    balances: Option<crate::kraken::reply::Balances>,
     /// The `pair` values to ask `AssetPairs` for before the whole list.
     pair_queries: Vec<String>,
     /// Which of them is asked now (`pair_queries.len()`: the whole list).
@@ -249,6 +266,8 @@ impl Pending {
             cx,
             alert,
             order: None,
+            holding: None,
+            turn: Turn::None,
             credential,
             cl_ord_id,
             key,
@@ -257,7 +276,7 @@ impl Pending {
             found: None,
             pair: None,
             last: None,
-            free: None,
+            balances: None,
             pair_queries: Vec::new(),
             pair_query: 0,
             cache_write: None,
@@ -313,6 +332,7 @@ impl Pending {
             (Stage::LostRead, Input::Store(reply)) => self.on_lost_read(reply),
             (Stage::ClaimVerify, Input::Store(reply)) => self.on_claim_verify(reply),
             (Stage::Cancel, Input::Kraken(t)) => self.on_cancel(&t),
+            (Stage::Turn, Input::Store(reply)) => self.on_turn(reply),
             (Stage::PairsRead, Input::Store(reply)) => self.on_pairs_read(reply),
             (Stage::PairsFetch, Input::Kraken(t)) => self.on_pairs_fetch(&t),
             (Stage::Ticker, Input::Kraken(t)) => self.on_ticker(&t),
@@ -324,6 +344,7 @@ impl Pending {
                 Retry::LookupBefore(l) => self.lookup(Stage::LookupBefore(l)),
                 Retry::LookupAfter(l) => self.lookup(Stage::LookupAfter(l)),
                 Retry::Balance => self.after_ticker(),
+                Retry::Turn => self.take_turn(),
             },
             (Stage::LookupAfter(list), Input::Kraken(t)) => self.on_lookup_after(list, &t),
             (Stage::Finishing, Input::Store(_)) => self.next_op(),
@@ -353,7 +374,12 @@ impl Pending {
         match &self.claim {
             Claim::Owned => StoreLimit {
                 deadline_ms: now + STORE_READ_MS.min(self.remaining_ms()),
-                on_late: None,
+                // A turn counter incremented too late would block the pair: undone.
+                on_late: self
+                    .turn
+                    .in_flight()
+                    .filter(|_| self.stage == Stage::Turn)
+                    .map(|key| StoreOp::Increment(key.clone(), -1)),
             },
             Claim::None => StoreLimit {
                 deadline_ms: self.started.millis() + CLAIM_WINDOW_MS,
@@ -498,16 +524,16 @@ impl Pending {
                 }
             }
             None => {
-                let action = match self.alert.action {
-                    Action::Order => "order",
-                    Action::Close => "close",
-                    Action::CancelAll => "cancel_all",
-                };
-                e = e.with("action", action);
+                e = e.with("action", self.alert.action.as_str());
                 if let Some(s) = &self.alert.symbol {
                     e = e.with("symbol", s.clone());
                 }
             }
+        }
+        if let Some(h) = &self.holding {
+            e = e
+                .with("position", h.position.to_string())
+                .with("target", h.target.to_string());
         }
         if let Some(id) = &self.alert.id {
             e = e.with("alert_id", id.clone());
@@ -520,12 +546,22 @@ impl Pending {
 
     /// `200 placed`: the order exists on Kraken.
     fn placed_body(&self, txid: Vec<String>, description: String) -> Value {
-        json!({
+        let body = json!({
             "status": "placed",
             "txid": txid,
             "description": description,
             "cl_ord_id": self.cl_ord_id,
-        })
+        });
+        self.with_holding(body)
+    }
+
+    /// A position alert's answer names the holding before and the target (contract 2.6).
+    fn with_holding(&self, mut body: Value) -> Value {
+        if let (Some(h), Some(map)) = (&self.holding, body.as_object_mut()) {
+            map.insert("position".into(), h.position.to_string().into());
+            map.insert("target".into(), h.target.to_string().into());
+        }
+        body
     }
 
     fn record(&self, status: u16, body: &Value) -> Record {
@@ -556,7 +592,7 @@ impl Pending {
     }
 
     fn pending(self, reason: &str) -> Step {
-        let body = json!({ "status": "pending", "cl_ord_id": self.cl_ord_id });
+        let body = self.with_holding(json!({ "status": "pending", "cl_ord_id": self.cl_ord_id }));
         let event = self
             .event(Level::Error, "order_pending")
             .with("reason", reason.to_string());
@@ -617,8 +653,31 @@ impl Pending {
         ops: Vec<StoreOp>,
     ) {
         let prune = self.prunes();
+        // The pair's turn goes back first, so that the next position alert need not wait
+        // for this one's record. An order whose fate is still unknown (202) keeps it, and
+        // takes every slot up to its Kraken deadline, so that no position alert reads a
+        // balance the order may still change.
+        let mut turn_ops = std::mem::replace(&mut self.turn, Turn::None).release();
+        if status == 202 && !turn_ops.is_empty() {
+            let pair = self.pair.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+            let until = self.order_deadline.map_or(0, |d| d.millis());
+            let now = self.cx.host.now.millis();
+            let held: Vec<String> = turn_ops
+                .iter()
+                .filter_map(|op| match op {
+                    StoreOp::Increment(k, _) => Some(k.clone()),
+                    _ => None,
+                })
+                .collect();
+            turn_ops = crate::turn::keys(now, until, self.cx.config.account.as_deref(), &pair)
+                .into_iter()
+                .filter(|k| !held.contains(k))
+                .map(|k| StoreOp::Increment(k, 1))
+                .collect();
+        }
         self.refusals_to_record = self.has_store && !self.refused_signers.is_empty();
-        let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
+        let mut ops: std::collections::VecDeque<StoreOp> =
+            turn_ops.into_iter().chain(ops).collect();
         if self.drop_pairs_cache {
             ops.push_back(StoreOp::Delete(self.pair_key()));
         } else if let Some(write) = self.cache_write.take() {

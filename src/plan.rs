@@ -2,7 +2,11 @@
 //! (contract 2.2 and 2.3): sizing, rounding, minimums, risk limits and every order type's
 //! rules, checked before Kraken is called.
 
-use crate::alert::{Action, Alert, Close, OrderType, Price, Side, Size, TimeInForce, Trigger};
+use crate::alert::{
+    Action, Alert, Close, OrderType, Price, Side, Size, Target, TimeInForce, Trigger,
+};
+use crate::config::PositionNegative;
+use crate::decimal::Positive;
 use crate::idempotency::DedupeKey;
 use crate::kraken::pairs::Pair;
 use crate::reject::{FieldError, Reject};
@@ -20,6 +24,10 @@ pub struct Market<'a> {
     pub free_base: Option<Decimal>,
     /// Free quote balance.
     pub free_quote: Option<Decimal>,
+    /// The whole balance of the base asset, free and held by open orders (position alerts).
+    pub whole_base: Option<Decimal>,
+    /// The whole balance of the quote asset (position alerts by `position_percent`).
+    pub whole_quote: Option<Decimal>,
 }
 
 /// The settings that limit an order.
@@ -32,6 +40,10 @@ pub struct Limits {
     /// The holding of the pair's base asset never sold (`position_reserve`): `close` and
     /// `balance_percent` sells size from the free balance less this.
     pub reserve: Decimal,
+    /// `position_negative`: what a negative position target does.
+    pub position_negative: PositionNegative,
+    /// `max_position_value`: cap on a position target, in the quote currency.
+    pub max_position_value: Option<Decimal>,
 }
 
 /// What the plan needs fetched before it can be made.
@@ -127,7 +139,8 @@ fn reference_price(alert: &Alert, pair: Option<&Pair>) -> Option<Decimal> {
 
 /// What must be fetched for this alert.
 pub fn needs(alert: &Alert) -> Needs {
-    let close = alert.action == Action::Close;
+    // A position alert prices its target at the last trade and reads the whole balance.
+    let close = matches!(alert.action, Action::Close | Action::Position);
     Needs {
         ticker: close || reference_price(alert, None).is_none(),
         balance: close || matches!(alert.size, Some(Size::BalancePercent(_))),
@@ -223,6 +236,9 @@ pub fn precheck(alert: &Alert) -> Result<(), Reject> {
                 "give one of volume, quote_volume, balance_percent",
             ));
         }
+        check_combination(alert)?;
+    }
+    if alert.action == Action::Position {
         check_combination(alert)?;
     }
     Ok(())
@@ -483,6 +499,118 @@ pub fn plan(
         cl_ord_id: key.cl_ord_id(),
         validate: alert.validate || limits.dry_run,
     })
+}
+
+/// Where a position alert's holding is, where it should be, and the order that moves it
+/// there (contract 2.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionPlan {
+    /// The holding now: the base asset's whole balance less the reserve, never below zero.
+    pub position: Decimal,
+    /// The target, in base units, rounded toward zero to the pair's lot decimals.
+    pub target: Decimal,
+    /// The order that trades the difference; `None`: the difference is below the pair's
+    /// minimums (`in_position`).
+    pub order: Option<OrderPlan>,
+}
+
+/// Plans a position alert: the difference between the target and the holding Kraken
+/// reports, rounded toward zero, traded with every check an order alert gets.
+pub fn position(
+    alert: &Alert,
+    market: &Market,
+    limits: Limits,
+    key: &DedupeKey,
+) -> Result<PositionPlan, Reject> {
+    let pair = market.pair;
+    let Some(target) = alert.target else {
+        return Err(field(
+            "position",
+            "give one of position, position_quote, position_percent",
+        ));
+    };
+    let last = market
+        .last
+        .filter(|p| *p > Decimal::ZERO)
+        .ok_or_else(|| Reject::Unavailable {
+            retry_after: 5,
+            reason: format!(
+                "no last trade price for {} to price the target",
+                pair.altname
+            ),
+        })?;
+    let too_large = || field(target.field(), "the target is too large to size");
+    let position = (market.whole_base.unwrap_or_default() - limits.reserve).max(Decimal::ZERO);
+    let raw = match target {
+        Target::Base(v) => v,
+        Target::Quote(q) => q.checked_div(last).ok_or_else(too_large)?,
+        Target::Percent(p) => {
+            let holdings = position
+                .checked_mul(last)
+                .and_then(|v| v.checked_add(market.whole_quote.unwrap_or_default()))
+                .ok_or_else(too_large)?;
+            holdings
+                .checked_mul(p / Decimal::ONE_HUNDRED)
+                .and_then(|v| v.checked_div(last))
+                .ok_or_else(too_large)?
+        }
+    };
+    let raw = if raw < Decimal::ZERO {
+        match limits.position_negative {
+            PositionNegative::Refuse => {
+                return Err(field(
+                    target.field(),
+                    "a negative target (a short position) cannot be held on a spot account; \
+                     position_negative = flat holds nothing instead",
+                ))
+            }
+            PositionNegative::Flat => Decimal::ZERO,
+        }
+    } else {
+        raw
+    };
+    let target_volume = volume_down(raw, pair.lot_decimals);
+    if let Some(max) = limits.max_position_value {
+        let value = raw.checked_mul(last).ok_or_else(too_large)?;
+        if value > max {
+            return Err(Reject::LimitExceeded {
+                reason: format!(
+                    "target value {} exceeds max_position_value {}",
+                    value.round_dp(8).normalize(),
+                    max.normalize()
+                ),
+            });
+        }
+    }
+    let in_position = |order| PositionPlan {
+        position: position.normalize(),
+        target: target_volume.normalize(),
+        order,
+    };
+    // The difference, rounded toward zero: never past the target.
+    let difference = raw - position;
+    let volume = volume_down(difference.abs(), pair.lot_decimals);
+    let Some(volume) = Positive::from_decimal(volume) else {
+        return Ok(in_position(None));
+    };
+    let side = if difference > Decimal::ZERO {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
+    // The order is an order alert's: every check of contract 2.3 applies to it.
+    let order_alert = Alert {
+        action: Action::Order,
+        side: Some(side),
+        size: Some(Size::Volume(volume)),
+        target: None,
+        ..alert.clone()
+    };
+    match plan(&order_alert, market, limits, key) {
+        Ok(order) => Ok(in_position(Some(order))),
+        Err(Reject::BelowMinimum { .. }) => Ok(in_position(None)),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

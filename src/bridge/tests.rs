@@ -2818,8 +2818,12 @@ fn a_malformed_kraken_accounts_stops_every_alert_and_health_says_why_without_a_s
             "`true` or `false`",
         ),
         (
-            format!(r#"{{"swing":{{"webhook_secret":"{long}","position_negative":"flat"}}}}"#),
-            "position alerts are not in this version",
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","position_negative":"short"}}}}"#),
+            "`refuse` or `flat`",
+        ),
+        (
+            format!(r#"{{"swing":{{"webhook_secret":"{long}","max_position_value":"0"}}}}"#),
+            "max_position_value",
         ),
         ("{}".into(), "names no account"),
     ];
@@ -3063,3 +3067,6 @@ fn a_refused_key_is_reported_by_health_on_every_instance() {
     assert!(b.get("kraken_keys_refused").is_none(), "{b}");
     assert!(b["accounts"][0].get("kraken_keys_refused").is_none(), "{b}");
 }
+
+/// Position alerts through the machine: the turn, the plan, the outcomes (contract 2.6).
+mod position;

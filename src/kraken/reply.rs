@@ -281,24 +281,51 @@ pub fn last_price(transport: &Transport, pair_id: &str) -> Result<rust_decimal::
     decimal(&ticker["c"][0]).ok_or_else(|| "no last trade in the ticker".to_string())
 }
 
-/// Free balances (`balance - hold_trade`) of two assets from a `BalanceEx` answer; an asset
-/// the account does not hold is zero.
+/// A pair's two assets as `BalanceEx` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balances {
+    /// The base asset's balance less what open orders hold.
+    pub free_base: rust_decimal::Decimal,
+    /// The quote asset's balance less what open orders hold.
+    pub free_quote: rust_decimal::Decimal,
+    /// The base asset's whole balance, held by open orders or not.
+    pub whole_base: rust_decimal::Decimal,
+    /// The quote asset's whole balance.
+    pub whole_quote: rust_decimal::Decimal,
+}
+
+/// The balances of `base` and `quote` in a `BalanceEx` answer (an asset it does not list:
+/// zero).
+pub fn balances(transport: &Transport, base: &str, quote: &str) -> Result<Balances, String> {
+    let result = result_of(transport)?;
+    let read = |asset: &str| {
+        let entry = &result[asset];
+        let balance = decimal(&entry["balance"])
+            .unwrap_or_default()
+            .max(rust_decimal::Decimal::ZERO);
+        let hold = decimal(&entry["hold_trade"]).unwrap_or_default();
+        let free = balance
+            .checked_sub(hold)
+            .unwrap_or_default()
+            .max(rust_decimal::Decimal::ZERO);
+        (free, balance)
+    };
+    let ((free_base, whole_base), (free_quote, whole_quote)) = (read(base), read(quote));
+    Ok(Balances {
+        free_base,
+        free_quote,
+        whole_base,
+        whole_quote,
+    })
+}
+
+/// The free balances of `base` and `quote` (balance less what open orders hold).
 pub fn free_balances(
     transport: &Transport,
     base: &str,
     quote: &str,
 ) -> Result<(rust_decimal::Decimal, rust_decimal::Decimal), String> {
-    let result = result_of(transport)?;
-    let free = |asset: &str| {
-        let entry = &result[asset];
-        let balance = decimal(&entry["balance"]).unwrap_or_default();
-        let hold = decimal(&entry["hold_trade"]).unwrap_or_default();
-        balance
-            .checked_sub(hold)
-            .unwrap_or_default()
-            .max(rust_decimal::Decimal::ZERO)
-    };
-    Ok((free(base), free(quote)))
+    balances(transport, base, quote).map(|b| (b.free_base, b.free_quote))
 }
 
 /// What a `CancelAll` answer says.

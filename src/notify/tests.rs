@@ -100,8 +100,9 @@ fn only_order_outcomes_are_notified() {
         );
     }
     // The contract's outcomes (section 3): placed (validated for a dry run), refused by the
-    // bridge or by Kraken, pending, cancelled.
+    // bridge or by Kraken, pending, cancelled, and a position alert already in position.
     let outcomes = [
+        "in_position",
         "order_placed",
         "order_validated",
         "alert_rejected",

@@ -8,14 +8,16 @@
 //! Ticker, when the plan prices the order ─▶ BalanceEx, when it sizes from a balance ─▶ plan
 //! ```
 
-use super::{CachedPair, List, Pending, Retry, Stage, PAIRS_TTL_SECS, PAIR_KEY_PREFIX};
+use super::{CachedPair, Holding, List, Pending, Retry, Stage, PAIRS_TTL_SECS, PAIR_KEY_PREFIX};
 use crate::alert::Action;
+use crate::audit::Level;
 use crate::bridge::Step;
 use crate::kraken::pairs::{self, Pair, Pairs, Unresolved};
 use crate::kraken::reply::{self, Transport};
 use crate::plan::{self, Limits, Market};
 use crate::reject::Reject;
 use crate::store::{StoreOp, StoreReply};
+use serde_json::json;
 
 impl Pending {
     /// After the claim: cancel everything, or fetch what the plan needs.
@@ -155,7 +157,7 @@ impl Pending {
 
     pub(super) fn after_ticker(self) -> Step {
         if plan::needs(&self.alert).balance {
-            self.call(Stage::Balance, "BalanceEx", &[])
+            self.take_turn()
         } else {
             self.make_plan()
         }
@@ -166,9 +168,9 @@ impl Pending {
             let pair = self.pair.as_ref().expect("resolved");
             (pair.base.clone(), pair.quote.clone())
         };
-        match reply::free_balances(t, &base, &quote) {
-            Ok(free) => {
-                self.free = Some(free);
+        match reply::balances(t, &base, &quote) {
+            Ok(balances) => {
+                self.balances = Some(balances);
                 self.make_plan()
             }
             Err(e) if reply::is_invalid_nonce(&e) => match self.retry_after_nonce(Retry::Balance) {
@@ -184,16 +186,36 @@ impl Pending {
         let market = Market {
             pair: &pair,
             last: self.last,
-            free_base: self.free.map(|f| f.0),
-            free_quote: self.free.map(|f| f.1),
+            free_base: self.balances.map(|b| b.free_base),
+            free_quote: self.balances.map(|b| b.free_quote),
+            whole_base: self.balances.map(|b| b.whole_base),
+            whole_quote: self.balances.map(|b| b.whole_quote),
         };
         let limits = Limits {
             max_order_value: self.cx.config.max_order_value,
             dry_run: self.cx.config.dry_run,
             reserve: self.cx.config.reserve_for(market.pair),
+            position_negative: self.cx.config.position_negative,
+            max_position_value: self.cx.config.max_position_value,
         };
-        match plan::plan(&self.alert, &market, limits, &self.key) {
-            Ok(order) => {
+        let planned = if self.alert.action == Action::Position {
+            plan::position(&self.alert, &market, limits, &self.key).map(|p| {
+                self.holding = Some(Holding {
+                    position: p.position,
+                    target: p.target,
+                });
+                p.order
+            })
+        } else {
+            plan::plan(&self.alert, &market, limits, &self.key).map(Some)
+        };
+        match planned {
+            Ok(None) => {
+                let body = self.with_holding(json!({ "status": "in_position" }));
+                let event = self.event(Level::Info, "in_position");
+                self.respond(200, body, event)
+            }
+            Ok(Some(order)) => {
                 let validate = order.validate;
                 self.order = Some(order);
                 if self.lookup_first && !validate {

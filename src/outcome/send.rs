@@ -98,7 +98,8 @@ impl Pending {
                 self.respond(200, body, event)
             }
             AddOrder::Validated { description } => {
-                let body = json!({ "status": "validated", "description": description });
+                let body =
+                    self.with_holding(json!({ "status": "validated", "description": description }));
                 let event = self.event(Level::Info, "order_validated");
                 self.respond(200, body, event)
             }

@@ -18,11 +18,15 @@ fn run(body: &str, symbol: &str, last: &str, max: Option<&str>) -> Result<OrderP
         last: Some(d(last)),
         free_base: Some(d("2.5")),
         free_quote: Some(d("10000")),
+        whole_base: None,
+        whole_quote: None,
     };
     let limits = Limits {
         max_order_value: max.map(d),
         dry_run: false,
         reserve: Decimal::ZERO,
+        position_negative: PositionNegative::Refuse,
+        max_position_value: None,
     };
     plan(
         &alert,
@@ -219,11 +223,15 @@ fn close_with_nothing_to_sell() {
         last: Some(d("67000")),
         free_base: Some(d("0.000000001")),
         free_quote: None,
+        whole_base: None,
+        whole_quote: None,
     };
     let limits = Limits {
         max_order_value: None,
         dry_run: false,
         reserve: Decimal::ZERO,
+        position_negative: PositionNegative::Refuse,
+        max_position_value: None,
     };
     match plan(&alert, &market, limits, &DedupeKey::new(None, b"")) {
         Err(Reject::BelowMinimum { reason, .. }) => {
@@ -278,11 +286,15 @@ fn a_reserve_is_never_sold() {
         last: Some(d("67000")),
         free_base: Some(d(free_base)),
         free_quote: Some(d("10000")),
+        whole_base: None,
+        whole_quote: None,
     };
     let with = |reserve: &str| Limits {
         max_order_value: None,
         dry_run: false,
         reserve: d(reserve),
+        position_negative: PositionNegative::Refuse,
+        max_position_value: None,
     };
     let go = |body: &str, free: &str, reserve: &str| {
         let alert = Alert::from_object(&parse_object(body.as_bytes()).unwrap()).unwrap();
@@ -333,4 +345,253 @@ fn a_reserve_is_never_sold() {
             Err(Reject::BelowMinimum { .. })
         ));
     }
+}
+
+/// A position alert against a holding: `whole` base (free and held), `quote` balance.
+struct Book {
+    last: &'static str,
+    whole: &'static str,
+    quote: &'static str,
+    reserve: &'static str,
+    negative: PositionNegative,
+    max: Option<&'static str>,
+}
+
+const BOOK: Book = Book {
+    last: "50000",
+    whole: "0",
+    quote: "100000",
+    reserve: "0",
+    negative: PositionNegative::Refuse,
+    max: None,
+};
+
+fn position_at(book: &Book, body: &str) -> Result<PositionPlan, Reject> {
+    let alert = Alert::from_object(&parse_object(body.as_bytes()).unwrap()).unwrap();
+    precheck(&alert)?;
+    let pairs = pairs();
+    let market = Market {
+        pair: pairs.resolve("XBTUSD", &[]).unwrap(),
+        last: Some(d(book.last)),
+        free_base: Some(d(book.whole)),
+        free_quote: Some(d(book.quote)),
+        whole_base: Some(d(book.whole)),
+        whole_quote: Some(d(book.quote)),
+    };
+    let limits = Limits {
+        max_order_value: None,
+        dry_run: false,
+        reserve: d(book.reserve),
+        position_negative: book.negative,
+        max_position_value: book.max.map(d),
+    };
+    position(
+        &alert,
+        &market,
+        limits,
+        &DedupeKey::new(None, body.as_bytes()),
+    )
+}
+
+/// What a position plan trades, as `side volume` (or `in_position`), with the holding and
+/// the target.
+fn traded(r: Result<PositionPlan, Reject>) -> String {
+    match r {
+        Ok(p) => {
+            let order = p.order.map_or("in_position".to_string(), |o| {
+                format!("{} {} {}", o.side.as_str(), o.volume, o.order_type.as_str())
+            });
+            format!("{order} (at {}, to {})", p.position, p.target)
+        }
+        Err(e) => format!("{} {}", e.code(), e.detail()),
+    }
+}
+
+#[test]
+fn a_position_trades_the_difference_rounded_toward_zero() {
+    let at = |whole: &'static str, body: &str| traded(position_at(&Book { whole, ..BOOK }, body));
+    let alert = |t: &str| format!(r#"{{"action":"position","symbol":"XBTUSD","position":"{t}"}}"#);
+    assert_eq!(at("0", &alert("0.5")), "buy 0.5 market (at 0, to 0.5)");
+    assert_eq!(at("0.5", &alert("0.5")), "in_position (at 0.5, to 0.5)");
+    assert_eq!(at("0.5", &alert("0.2")), "sell 0.3 market (at 0.5, to 0.2)");
+    assert_eq!(at("0.2", &alert("0")), "sell 0.2 market (at 0.2, to 0)");
+    // XBTUSD has 8 lot decimals: a difference past them rounds toward zero, never past
+    // the target.
+    assert_eq!(
+        at("0.1", &alert("0.300000009")),
+        "buy 0.2 market (at 0.1, to 0.3)"
+    );
+    assert_eq!(
+        at("0.300000009", &alert("0.1")),
+        "sell 0.2 market (at 0.300000009, to 0.1)"
+    );
+    // A difference below ordermin (0.00005) or costmin (0.5 USD): nothing to trade.
+    assert_eq!(
+        at("0.5", &alert("0.50004")),
+        "in_position (at 0.5, to 0.50004)"
+    );
+    // As a JSON number, the way a strategy placeholder arrives unquoted.
+    assert_eq!(
+        at(
+            "0",
+            r#"{"action":"position","symbol":"XBTUSD","position":0.25}"#
+        ),
+        "buy 0.25 market (at 0, to 0.25)"
+    );
+}
+
+#[test]
+fn quote_and_percent_targets_are_priced_at_the_last_trade() {
+    let go = |book: Book, body: &str| traded(position_at(&book, body));
+    // 10,000 USD at 50,000: 0.2 XBT.
+    assert_eq!(
+        go(
+            BOOK,
+            r#"{"action":"position","symbol":"XBTUSD","position_quote":"10000"}"#
+        ),
+        "buy 0.2 market (at 0, to 0.2)"
+    );
+    // Holdings: 1 XBT (50,000) + 50,000 USD = 100,000; 25 % is 25,000 = 0.5 XBT.
+    let book = Book {
+        whole: "1",
+        quote: "50000",
+        ..BOOK
+    };
+    assert_eq!(
+        go(
+            book,
+            r#"{"action":"position","symbol":"XBTUSD","position_percent":"25"}"#
+        ),
+        "sell 0.5 market (at 1, to 0.5)"
+    );
+    let book = Book {
+        whole: "1",
+        quote: "50000",
+        ..BOOK
+    };
+    assert_eq!(
+        go(
+            book,
+            r#"{"action":"position","symbol":"XBTUSD","position_percent":"100"}"#
+        ),
+        "buy 1 market (at 1, to 2)"
+    );
+}
+
+#[test]
+fn caps_and_negative_targets() {
+    let alert = |t: &str| format!(r#"{{"action":"position","symbol":"XBTUSD","position":"{t}"}}"#);
+    let capped = Book {
+        max: Some("20000"),
+        ..BOOK
+    };
+    // 0.5 at 50,000 is 25,000: above max_position_value.
+    assert!(traded(position_at(&capped, &alert("0.5"))).starts_with("limit_exceeded"));
+    assert_eq!(
+        traded(position_at(&capped, &alert("0.4"))),
+        "buy 0.4 market (at 0, to 0.4)"
+    );
+    // Negative: refused on the target's field by default, or flat.
+    match position_at(&BOOK, &alert("-0.5")) {
+        Err(Reject::InvalidAlert(f)) => assert_eq!(f.field, "position"),
+        other => panic!("{other:?}"),
+    }
+    match position_at(
+        &BOOK,
+        r#"{"action":"position","symbol":"XBTUSD","position_quote":"-10"}"#,
+    ) {
+        Err(Reject::InvalidAlert(f)) => assert_eq!(f.field, "position_quote"),
+        other => panic!("{other:?}"),
+    }
+    let flat = Book {
+        whole: "0.7",
+        negative: PositionNegative::Flat,
+        ..BOOK
+    };
+    assert_eq!(
+        traded(position_at(&flat, &alert("-0.5"))),
+        "sell 0.7 market (at 0.7, to 0)"
+    );
+    // max_order_value applies to the order that trades the difference.
+    let alert_body = alert("1");
+    let a = Alert::from_object(&parse_object(alert_body.as_bytes()).unwrap()).unwrap();
+    let pairs = pairs();
+    let market = Market {
+        pair: pairs.resolve("XBTUSD", &[]).unwrap(),
+        last: Some(d("50000")),
+        free_base: Some(d("0")),
+        free_quote: Some(d("100000")),
+        whole_base: Some(d("0.9")),
+        whole_quote: Some(d("100000")),
+    };
+    let limits = Limits {
+        max_order_value: Some(d("4000")),
+        dry_run: false,
+        reserve: Decimal::ZERO,
+        position_negative: PositionNegative::Refuse,
+        max_position_value: None,
+    };
+    // 0.1 at 50,000 is 5,000: above max_order_value 4,000.
+    assert!(matches!(
+        position(&a, &market, limits, &DedupeKey::new(None, b"x")),
+        Err(Reject::LimitExceeded { .. })
+    ));
+}
+
+/// The reserve is not part of the position: a target of 0 with 1.0 held and 0.3 reserved
+/// sells 0.7, as `close` does; held balance (open orders) counts as held.
+#[test]
+fn the_reserve_is_not_a_position() {
+    let book = Book {
+        whole: "1.0",
+        reserve: "0.3",
+        ..BOOK
+    };
+    assert_eq!(
+        traded(position_at(
+            &book,
+            r#"{"action":"position","symbol":"XBTUSD","position":"0"}"#
+        )),
+        "sell 0.7 market (at 0.7, to 0)"
+    );
+    let book = Book {
+        whole: "1.0",
+        reserve: "0.3",
+        ..BOOK
+    };
+    assert_eq!(
+        traded(position_at(
+            &book,
+            r#"{"action":"position","symbol":"XBTUSD","position":"0.7"}"#
+        )),
+        "in_position (at 0.7, to 0.7)"
+    );
+    let book = Book {
+        whole: "0.2",
+        reserve: "0.3",
+        ..BOOK
+    };
+    assert_eq!(
+        traded(position_at(
+            &book,
+            r#"{"action":"position","symbol":"XBTUSD","position":"0"}"#
+        )),
+        "in_position (at 0, to 0)"
+    );
+}
+
+#[test]
+fn a_limit_position_order_is_priced_the_safe_way() {
+    let book = Book { whole: "0", ..BOOK };
+    let p = position_at(
+        &book,
+        r#"{"action":"position","symbol":"XBTUSD","position":"0.1","order_type":"limit","price":"49999.99","post_only":true}"#,
+    )
+    .unwrap();
+    let o = p.order.unwrap();
+    assert_eq!(
+        (o.side, o.order_type, o.price.as_deref()),
+        (Side::Buy, OrderType::Limit, Some("49999.9"))
+    );
+    assert!(o.extra.contains(&("oflags", "post".to_string())));
 }
