@@ -23,7 +23,7 @@ fn counter(world: &mut World, key: &str) -> i64 {
     }
 }
 
-fn param<'a>(call: &'a Call, name: &str) -> Option<String> {
+fn param(call: &Call, name: &str) -> Option<String> {
     let body = String::from_utf8_lossy(&call.body).into_owned();
     body.split('&')
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
