@@ -289,6 +289,82 @@ async fn one_id_to_two_accounts_at_once_trades_once_on_each_on_redis() {
     one_id_to_two_accounts(Backend::Redis, 100).await;
 }
 
+/// Two different position alerts for XBTUSD at the same instant (contract 2.6), each
+/// delivered twice, the four deliveries on four instances sharing the store, as TradingView
+/// delivers them (a 5xx is resent 5 s later): every round the holding ends at one of the
+/// two targets, never beyond (both trading the difference each read from one balance would
+/// end at neither); each alert is placed at most once; every answer before the last of a
+/// delivery is a `503` that placed nothing, and every delivery ends in `200`.
+async fn two_targets_at_once(backend: Backend, rounds: usize) {
+    let Some((store, _server)) = store(backend) else {
+        return;
+    };
+    let sim = sim();
+    let hosts = fleet(&sim, &store, INSTANCES, &[NO_LIMIT]);
+    let started = Instant::now();
+    let (mut resent, mut placed, mut waited) = (0, 0, 0);
+    for r in 0..rounds {
+        sim.set_balance("XXBT", "0.5");
+        sim.set_balance("ZUSD", "100000");
+        let targets = [format!("0.{}", 1 + r % 3), format!("0.{}", 7 + r % 2)];
+        let ids = [format!("pos-{r}-a"), format!("pos-{r}-b")];
+        let jobs: Vec<_> = (0..INSTANCES)
+            .map(|i| {
+                let body = position_alert(&ids[i % 2], &targets[i % 2]);
+                deliver_like_tradingview(hosts.clone(), i, body)
+            })
+            .collect();
+        let chains = at_the_same_instant(jobs).await;
+        let holding = sim.balance("XXBT").normalize().to_string();
+        let answers = || {
+            chains
+                .iter()
+                .flatten()
+                .map(|ex| ex.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(
+            targets.contains(&holding),
+            "round {r}: holding {holding}, targets {targets:?}; the answers:\n{}",
+            answers()
+        );
+        for id in &ids {
+            let orders = orders_with(&sim, &cl_ord_id_for_id(id));
+            assert!(orders.len() <= 1, "round {r}: {id} placed twice");
+            placed += orders.len();
+        }
+        for chain in &chains {
+            let (last, before) = chain.split_last().unwrap();
+            for ex in before {
+                assert_eq!(ex.status, 503, "round {r}: {ex}");
+                assert!(ex.json().get("txid").is_none(), "round {r}: {ex}");
+            }
+            assert_eq!(last.status, 200, "round {r}: {last}\n{}", answers());
+            assert_no_secrets(last);
+            resent += before.len();
+            waited = waited.max(chain[0].elapsed.as_millis());
+        }
+    }
+    eprintln!(
+        "{rounds} rounds of two targets at once ({} deliveries) in {:.1?}: the holding at a target every round; {placed} orders; {resent} deliveries answered 503 and resent; slowest first answer {waited} ms",
+        rounds * INSTANCES,
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_position_targets_at_once_never_overshoot_in_memory() {
+    let _machine = shared().await;
+    two_targets_at_once(Backend::Memory, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_position_targets_at_once_never_overshoot_on_redis() {
+    let _machine = shared().await;
+    two_targets_at_once(Backend::Redis, 100).await;
+}
+
 /// Deliveries a few milliseconds either side of a claim slot's edge, each on its own
 /// instance: each side's deliveries increment the two slots' counters, which must still
 /// leave exactly one owner (in arrival order they could each win one and lose the other,

@@ -440,3 +440,66 @@ fn on_a_real_spin_an_accepted_alert_makes_few_store_calls() {
     assert!(totals.len() >= 6, "{totals:?}");
     assert!(totals.iter().all(|t| (8..=9).contains(t)), "{totals:?}");
 }
+
+/// Position alerts (contract 2.6) on a real Spin: one `spin up` on its default SQLite store,
+/// and two `spin up` instances sharing a real Redis. Two different targets for XBTUSD at the
+/// same instant, on different instances where there are two, for ten rounds: the holding
+/// ends at one of the targets every round, never beyond; a `503` placed nothing and its
+/// resend trades.
+#[test]
+fn on_a_real_spin_position_alerts_take_turns() {
+    let Some(spin) = real_spin("on_a_real_spin_position_alerts_take_turns", true) else {
+        return;
+    };
+    let mut server = RedisServer::start().expect("start redis-server");
+    let redis = redis_config(&server);
+    for (store, count) in [("sqlite", 1), ("redis", 2)] {
+        let sim = sim();
+        let config = (store == "redis").then_some(redis.as_str());
+        let ups: Vec<SpinUp> = (0..count)
+            .map(|_| SpinUp::start(&spin, &sim.url(), &settings(&sim), config).unwrap())
+            .collect();
+        for r in 0..10 {
+            sim.set_balance("XXBT", "0.5");
+            sim.set_balance("ZUSD", "100000");
+            let targets = ["0.2", "0.8"];
+            let barrier = std::sync::Barrier::new(2);
+            let answers: Vec<(u16, Json)> = std::thread::scope(|s| {
+                let jobs: Vec<_> = targets
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| {
+                        let (up, barrier) = (&ups[k % count], &barrier);
+                        let body = position_alert(&format!("{store}-{r}-{k}"), t);
+                        s.spawn(move || {
+                            barrier.wait();
+                            loop {
+                                let (status, json, _) = ask(up, "POST", "/webhook", &body);
+                                if status != 503 {
+                                    return (status, json);
+                                }
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                        })
+                    })
+                    .collect();
+                jobs.into_iter().map(|j| j.join().unwrap()).collect()
+            });
+            for (status, json) in &answers {
+                assert_eq!(*status, 200, "{store} round {r}: {json}");
+            }
+            let holding = sim.balance("XXBT").normalize().to_string();
+            assert!(
+                targets.contains(&holding.as_str()),
+                "{store} round {r}: holding {holding}: {answers:?}\n{}",
+                ups[0].output()
+            );
+        }
+        assert!(sim.orders().len() <= 20, "{store}");
+        eprintln!(
+            "real Spin, {store}, {count} instance(s): 10 rounds of two targets at once, the holding at a target every round; {} orders",
+            sim.orders().len()
+        );
+    }
+    server.stop();
+}

@@ -217,6 +217,13 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// A position alert (contract 2.6) for XBTUSD with `id` and the target `position`.
+pub fn position_alert(id: &str, position: &str) -> String {
+    format!(
+        r#"{{"secret":"{WEBHOOK_SECRET}","id":"{id}","action":"position","symbol":"XBTUSD","position":"{position}"}}"#
+    )
+}
+
 /// The next edge of a claim slot (`tv_kraken_bridge::idempotency::CLAIM_SLOT_SECS`), in
 /// milliseconds since the Unix epoch.
 pub fn next_claim_slot_edge_ms() -> u64 {
