@@ -5,7 +5,9 @@
 //! dedupe read, rate count, claim (claim.rs) ─ duplicate ──────────▶ 200 duplicate
 //!   │                                       ─ over the limit ─────▶ 429
 //!   │ owned
-//! pair (cached, or AssetPairs by name), ticker, balance, plan (market.rs)
+//! pair (cached, or AssetPairs by name), ticker (market.rs)
+//!   │ [a position alert: its pair's turn across the fleet (turn.rs) ─ none in time ─▶ 503]
+//! balance, plan (market.rs) ─ a position already at its target ──▶ 200 in_position
 //!   │
 //! [look-up first: no store, a failing store, a stale claim, a forgotten key] (send.rs)
 //!   │  ClosedOrders by cl_ord_id ─ found ─────────────────────────▶ 200 duplicate
@@ -20,6 +22,11 @@
 //!   │ absent and certainly absent (deadline elapsed), once ─▶ AddOrder again
 //!   └ otherwise ─────────────────────────────────────────▶ 202 pending + order_pending
 //! ```
+//!
+//! Each stage's state is a type in the stage's file: [`Dedupe`] and [`Claim`] (claim.rs),
+//! [`MarketData`] and [`PairCache`] (market.rs), [`Turn`] (turn.rs), [`Signer`],
+//! [`Sending`] and what is known of the order (send.rs); [`Pending`] holds what every stage
+//! needs, and [`Finish`] the decided response with its store writes.
 //!
 //! Every outcome is recorded under the dedupe key, so a resend replays it; every Kraken call
 //! carries a time-out from what is left of the budget, and a request that could still have
@@ -150,17 +157,44 @@ struct Finish {
     prune: bool,
     /// The pruning pass planned from the key listing, while its filters are written.
     forget: Vec<(String, Vec<(String, String)>)>,
+    /// Kraken refused keys for this alert: record them for `/health`.
+    record_refusals: bool,
+    /// A position alert's turn to give back (or, for an order whose fate is unknown, the
+    /// slots to hold until its deadline): before anything else after the answer.
+    turn: std::collections::VecDeque<StoreOp>,
+    /// The answer, once the adapter has sent it ([`Step::Answer`]): the store writes that
+    /// follow it cannot delay or change it.
+    answered: Option<Done>,
 }
 
-/// How this delivery stands towards the alert's dedupe record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Claim {
-    /// No claim (yet, or none possible: no store, or the store failed).
+/// The state store this request works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// None: the portable build (every order is looked up on Kraken first).
     None,
-    /// The in-flight record was written but the alert is not owned yet: its bytes.
-    Written(Vec<u8>),
-    /// This delivery owns the alert (a `503` releases whatever record the store then holds).
-    Owned,
+    /// A store without atomic operations (Spin before 3.1, or one that answered
+    /// `Unsupported`): a write-and-read-back claim, and a look-up before every order.
+    Plain,
+    /// A store with `wasi:keyvalue/atomics`: the atomic claim, and the turns of position
+    /// alerts.
+    Atomic,
+}
+
+impl Store {
+    fn present(self) -> bool {
+        self != Store::None
+    }
+
+    fn atomic(self) -> bool {
+        self == Store::Atomic
+    }
+
+    /// The store answered an atomic operation `Unsupported`.
+    fn lose_atomics(&mut self) {
+        if *self == Store::Atomic {
+            *self = Store::Plain;
+        }
+    }
 }
 
 mod claim;
@@ -168,6 +202,9 @@ mod market;
 mod send;
 mod turn;
 
+use claim::{Claim, Dedupe};
+use market::{MarketData, PairCache};
+use send::{Sending, Signer};
 use turn::Turn;
 
 /// Where a position alert's holding was and where it is going (contract 2.6: the answer
@@ -178,139 +215,86 @@ struct Holding {
     target: Decimal,
 }
 
-/// A planned order on its way to one outcome.
+/// A planned order on its way to one outcome. What every stage needs is here; what only
+/// some stages need is in the state of the stage that owns it, each in its stage's file:
+/// the claim's in [`Dedupe`] (claim.rs), the market data's in [`MarketData`] (market.rs),
+/// the turn of a position alert in [`Turn`] (turn.rs), the sending's in [`Signer`] and
+/// [`Sending`] (send.rs), and the decided response's in [`Finish`].
 #[derive(Debug)]
 pub struct Pending {
     cx: Cx,
     alert: Alert,
+    credential: Credential,
+    key: DedupeKey,
+    cl_ord_id: String,
+    /// When the request arrived: the budget runs from here.
+    started: Now,
+    stage: Stage,
+    store: Store,
+    /// The dedupe record, the claim and the rate count.
+    dedupe: Dedupe,
+    /// The pair, the last trade and the balances, as far as fetched.
+    market: MarketData,
+    /// A position alert's turn for its pair.
+    turn: Turn,
     /// The planned order, once the market data is in.
     order: Option<OrderPlan>,
     /// A position alert's holding and target, once planned.
     holding: Option<Holding>,
-    /// A position alert's turn for its pair.
-    turn: Turn,
-    credential: Credential,
-    /// Which Kraken key signs this alert's calls ([`crate::config::Config::kraken_key_for`]).
-    kraken_key: usize,
-    /// The keys Kraken refused for this alert (numbered from 1), each passed over for the next.
-    refused_signers: Vec<usize>,
-    /// Whether those refusals are still to be recorded for `/health` (after the answer).
-    refusals_to_record: bool,
-    key: DedupeKey,
-    cl_ord_id: String,
-    store_keys: [String; 2],
-    /// Where this delivery's record lives: the current bucket, or the bucket of a stale
-    /// record it took over.
-    record_key: String,
-    /// A stale or released record found by the dedupe read, for the takeover swap.
-    found: Option<Vec<u8>>,
-    /// The resolved pair and what was fetched for the plan.
-    pair: Option<Pair>,
-    last: Option<Decimal>,
-    balances: Option<crate::kraken::reply::Balances>,
-    /// The `pair` values to ask `AssetPairs` for before the whole list.
-    pair_queries: Vec<String>,
-    /// Which of them is asked now (`pair_queries.len()`: the whole list).
-    pair_query: usize,
-    /// A pair fetched from Kraken in this request, cached once the answer has gone.
-    cache_write: Option<StoreOp>,
-    /// Kraken did not know the pair: forget the cached one.
-    drop_pairs_cache: bool,
-    /// Kraken refused the AddOrder as a duplicate `cl_ord_id`: the order exists.
-    duplicate_refused: bool,
-    stage: Stage,
-    /// When the request arrived: the budget runs from here.
-    started: Now,
-    /// The flavour has a state store (a failing one answers 503 before the claim).
-    has_store: bool,
-    /// The store has atomic operations (`false` once it answers `Unsupported`).
-    atomics: bool,
-    /// Look the order up on Kraken before sending it.
-    lookup_first: bool,
-    claim: Claim,
-    /// After a `503`: release the in-flight record, whoever wrote it last.
-    release_in_flight: bool,
-    /// This minute's count of alerts after this one was counted (0: not counted).
-    rate_count: i64,
-    /// The store refused a write before the claim (a full key cap, most likely): prune
-    /// after the answer whatever the count, or a full store would never make room.
-    store_refused: bool,
-    attempts: u8,
-    /// Calls repeated after a stale-nonce refusal.
-    nonce_retries: u8,
-    /// An earlier AddOrder's outcome is unknown: the order may exist.
-    ambiguous: bool,
-    /// The one resend after a certain absence was used.
-    resent: bool,
-    /// Kraken said `EService:Deadline elapsed`: the engine refused the late order.
-    deadline_elapsed: bool,
-    /// The last AddOrder's `deadline`, on the host clock.
-    order_deadline: Option<Now>,
+    /// Which Kraken key signs, and the keys Kraken refused.
+    signer: Signer,
+    /// The AddOrders sent and what is known of the order.
+    sending: Sending,
+    /// The response, once decided, with the store writes that follow it.
     finish: Option<Finish>,
-    /// The answer, once the adapter has sent it ([`Step::Answer`]): the store writes that
-    /// follow it cannot delay or change it.
-    answered: Option<Done>,
 }
 
 impl Pending {
     /// Starts the machine for a planned order.
     pub(crate) fn start(cx: Cx, alert: Alert, credential: Credential, key: DedupeKey) -> Step {
         let now = cx.host.now;
-        let store_keys = key.store_keys(now.secs(), cx.config.dedupe_window_seconds);
-        let has_store = cx.host.state_store.is_some();
+        let store = match cx.host.state_store {
+            Some(_) => Store::Atomic,
+            None => Store::None,
+        };
         let cl_ord_id = key.cl_ord_id();
         let p = Pending {
-            kraken_key: cx.config.kraken_key_for(&cl_ord_id),
-            refused_signers: Vec::new(),
-            refusals_to_record: false,
+            signer: Signer::new(cx.config.kraken_key_for(&cl_ord_id)),
+            dedupe: Dedupe::new(
+                key.store_keys(now.secs(), cx.config.dedupe_window_seconds),
+                store,
+            ),
             cx,
             alert,
-            order: None,
-            holding: None,
-            turn: Turn::None,
             credential,
             cl_ord_id,
             key,
-            record_key: store_keys[0].clone(),
-            store_keys,
-            found: None,
-            pair: None,
-            last: None,
-            balances: None,
-            pair_queries: Vec::new(),
-            pair_query: 0,
-            cache_write: None,
-            drop_pairs_cache: false,
-            duplicate_refused: false,
-            stage: Stage::DedupeRead(0),
             started: now,
-            has_store,
-            atomics: has_store,
-            lookup_first: !has_store,
-            claim: Claim::None,
-            release_in_flight: false,
-            rate_count: 0,
-            store_refused: false,
-            attempts: 0,
-            nonce_retries: 0,
-            ambiguous: false,
-            resent: false,
-            deadline_elapsed: false,
-            order_deadline: None,
+            stage: Stage::DedupeRead(0),
+            store,
+            market: MarketData::default(),
+            turn: Turn::None,
+            order: None,
+            holding: None,
+            sending: Sending::default(),
             finish: None,
-            answered: None,
         };
-        if has_store {
+        if store.present() {
             p.dedupe_read(0)
         } else {
             p.prepare()
         }
     }
 
+    /// The answer, once sent.
+    fn answered(&self) -> Option<&Done> {
+        self.finish.as_ref().and_then(|f| f.answered.as_ref())
+    }
+
     /// Resumes with what the adapter's operation returned; `now` is the clock after it.
     pub fn resume(mut self: Box<Self>, input: Input, now: Now) -> Step {
         self.cx.host.now = now;
-        if let Some(done) = &self.answered {
+        if let Some(done) = self.answered() {
             // After the answer, a store that does not answer gets no more writes (each
             // would wait its whole limit): the next alert's pruning catches up. One that
             // refuses a write (a full key cap) still gets the rest, deletions among them.
@@ -365,13 +349,13 @@ impl Pending {
     /// costs a Kraken call, nothing more), and a write after it [`AFTER_ANSWER_STORE_MS`].
     pub fn store_limit(&self) -> StoreLimit {
         let now = self.cx.host.now.millis();
-        if self.answered.is_some() {
+        if self.answered().is_some() {
             return StoreLimit {
                 deadline_ms: now + AFTER_ANSWER_STORE_MS,
                 on_late: None,
             };
         }
-        match &self.claim {
+        match &self.dedupe.claim {
             Claim::Owned => StoreLimit {
                 deadline_ms: now + STORE_READ_MS.min(self.remaining_ms()),
                 // A turn counter incremented too late would block the pair: undone.
@@ -388,7 +372,7 @@ impl Pending {
             Claim::Written(mine) => StoreLimit {
                 deadline_ms: self.started.millis() + CLAIM_WINDOW_MS,
                 on_late: claim::released(mine).map(|new| StoreOp::Swap {
-                    key: self.record_key.clone(),
+                    key: self.dedupe.record_key.clone(),
                     expected: mine.clone(),
                     new,
                 }),
@@ -434,7 +418,7 @@ impl Pending {
             return self.out_of_time();
         }
         let c = &self.cx.config;
-        let Some((api_key, api_secret)) = c.kraken_key(self.kraken_key) else {
+        let Some((api_key, api_secret)) = c.kraken_key(self.signer.key) else {
             // Unreachable while the configuration is usable; refuse rather than panic.
             return self.cx.reject(Reject::Misconfigured, None);
         };
@@ -501,12 +485,12 @@ impl Pending {
         let mut e = Event::new(level, name)
             .with("cl_ord_id", self.cl_ord_id.clone())
             .with("auth", self.credential.as_str())
-            .with("attempts", self.attempts);
+            .with("attempts", self.sending.attempts);
         if self.cx.config.kraken_key_count() > 1 {
-            e = e.with("signer", self.kraken_key + 1);
+            e = e.with("signer", self.signer.key + 1);
         }
-        if !self.refused_signers.is_empty() {
-            e = e.with("signers_refused", self.refused_signers.clone());
+        if !self.signer.refused.is_empty() {
+            e = e.with("signers_refused", self.signer.refused.clone());
         }
         match &self.order {
             Some(order) => {
@@ -585,7 +569,7 @@ impl Pending {
             .with("outcome", body["outcome"].clone());
         let response = Response::json(200, &body, &self.cx.host.request_id);
         self.finish_with(200, response, vec![event], Vec::new());
-        if write && self.has_store {
+        if write && self.store.present() {
             self.finish.as_mut().expect("finishing").record = Some(first.encode());
         }
         self.next_op()
@@ -639,7 +623,7 @@ impl Pending {
     fn conclude(mut self, status: u16, response: Response, body: Value, event: Event) -> Step {
         let record = self.record(status, &body);
         self.finish_with(status, response, vec![event], Vec::new());
-        if self.has_store {
+        if self.store.present() {
             self.finish.as_mut().expect("finishing").record = Some(record.encode());
         }
         self.next_op()
@@ -653,14 +637,19 @@ impl Pending {
         ops: Vec<StoreOp>,
     ) {
         let prune = self.prunes();
-        // The pair's turn goes back first, so that the next position alert need not wait
-        // for this one's record. An order whose fate is still unknown (202) keeps it, and
+        // The pair's turn goes back first after the answer. An order whose fate is still
+        // unknown (202) keeps it, and
         // takes every slot up to its Kraken deadline, so that no position alert reads a
         // balance the order may still change.
         let mut turn_ops = std::mem::replace(&mut self.turn, Turn::None).release();
         if status == 202 && !turn_ops.is_empty() {
-            let pair = self.pair.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-            let until = self.order_deadline.map_or(0, |d| d.millis());
+            let pair = self
+                .market
+                .pair
+                .as_ref()
+                .map(|p| p.id.clone())
+                .unwrap_or_default();
+            let until = self.sending.deadline.map_or(0, |d| d.millis());
             let now = self.cx.host.now.millis();
             let held: Vec<String> = turn_ops
                 .iter()
@@ -675,13 +664,12 @@ impl Pending {
                 .map(|k| StoreOp::Increment(k, 1))
                 .collect();
         }
-        self.refusals_to_record = self.has_store && !self.refused_signers.is_empty();
-        let mut ops: std::collections::VecDeque<StoreOp> =
-            turn_ops.into_iter().chain(ops).collect();
-        if self.drop_pairs_cache {
-            ops.push_back(StoreOp::Delete(self.pair_key()));
-        } else if let Some(write) = self.cache_write.take() {
-            ops.push_back(write);
+        let record_refusals = self.store.present() && !self.signer.refused.is_empty();
+        let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
+        match std::mem::replace(&mut self.market.cache, PairCache::Unchanged) {
+            PairCache::Unchanged => {}
+            PairCache::Write(write) => ops.push_back(write),
+            PairCache::Forget => ops.push_back(StoreOp::Delete(self.pair_key())),
         }
         self.finish = Some(Finish {
             status,
@@ -691,6 +679,9 @@ impl Pending {
             record: None,
             prune,
             forget: Vec::new(),
+            record_refusals,
+            turn: turn_ops.into(),
+            answered: None,
         });
     }
 }

@@ -21,13 +21,63 @@
 //! then falls back to writing the record and reading it back, and every order is looked up
 //! on Kraken before it is sent.
 
-use super::{Claim, Finish, Pending, Stage};
+use super::{Finish, Pending, Stage, Store};
 use crate::audit::Event;
 use crate::audit::Level;
 use crate::idempotency::{self, Forgotten, Record, RecordState, CLAIM_WINDOW_MS};
 use crate::rate_limit;
 use crate::reject::Reject;
 use crate::store::{StoreOp, StoreReply};
+
+/// How this delivery stands towards the alert's dedupe record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// No claim (yet, or none possible: no store, or the store failed).
+    None,
+    /// The in-flight record was written but the alert is not owned yet: its bytes.
+    Written(Vec<u8>),
+    /// This delivery owns the alert (a `503` releases whatever record the store then holds).
+    Owned,
+}
+
+/// The claim stage's state: where the alert's record lives and how this delivery stands
+/// towards it.
+#[derive(Debug)]
+pub(super) struct Dedupe {
+    /// The record's keys: this bucket's and the previous bucket's.
+    pub(super) store_keys: [String; 2],
+    /// Where this delivery's record lives: the current bucket, or the bucket of a stale
+    /// record it took over.
+    pub(super) record_key: String,
+    /// A stale or released record found by the dedupe read, for the takeover swap.
+    pub(super) found: Option<Vec<u8>>,
+    pub(super) claim: Claim,
+    /// Look the order up on Kraken before sending it: no store, a failing store, a stale
+    /// claim taken over, a key a filter may have forgotten, a store without atomics.
+    pub(super) lookup_first: bool,
+    /// After a `503`: release the in-flight record, whoever wrote it last.
+    pub(super) release_in_flight: bool,
+    /// This minute's count of alerts after this one was counted (0: not counted).
+    pub(super) rate_count: i64,
+    /// The store refused a write before the claim (a full key cap, most likely): prune
+    /// after the answer whatever the count, or a full store would never make room.
+    pub(super) store_refused: bool,
+}
+
+impl Dedupe {
+    pub(super) fn new(store_keys: [String; 2], store: Store) -> Dedupe {
+        Dedupe {
+            record_key: store_keys[0].clone(),
+            store_keys,
+            found: None,
+            claim: Claim::None,
+            lookup_first: !store.present(),
+            release_in_flight: false,
+            rate_count: 0,
+            store_refused: false,
+        }
+    }
+}
 
 /// Prune the store on the first alert of each minute and every this many alerts after.
 const PRUNE_EVERY: i64 = 8;
@@ -36,7 +86,7 @@ impl Pending {
     // ---- the dedupe read ---------------------------------------------------------------
 
     pub(super) fn dedupe_read(self, i: usize) -> Step {
-        let k = self.store_keys[i].clone();
+        let k = self.dedupe.store_keys[i].clone();
         self.store(Stage::DedupeRead(i), StoreOp::Get(k))
     }
 
@@ -56,9 +106,9 @@ impl Pending {
                     // The owner died (stale), or answered 503 (released): take it over.
                     RecordState::InFlight | RecordState::Released => {
                         // A dead owner may have reached Kraken: ask Kraken first.
-                        self.lookup_first |= r.state == RecordState::InFlight;
-                        self.record_key = self.store_keys[i].clone();
-                        self.found = Some(bytes);
+                        self.dedupe.lookup_first |= r.state == RecordState::InFlight;
+                        self.dedupe.record_key = self.dedupe.store_keys[i].clone();
+                        self.dedupe.found = Some(bytes);
                         self.take_over(r)
                     }
                 },
@@ -70,7 +120,7 @@ impl Pending {
     }
 
     fn next_dedupe_read(self, i: usize) -> Step {
-        if i + 1 < self.store_keys.len() {
+        if i + 1 < self.dedupe.store_keys.len() {
             self.dedupe_read(i + 1)
         } else {
             self.forgotten_read(0)
@@ -81,7 +131,7 @@ impl Pending {
     /// placed, `503` (TradingView resends), and this delivery's claim, if it wrote one, is
     /// released after the answer (or by the store component, should the write land late).
     fn store_failed(mut self, reply: StoreReply) -> Step {
-        self.store_refused = matches!(reply, StoreReply::Failed(_));
+        self.dedupe.store_refused = matches!(reply, StoreReply::Failed(_));
         let why = match reply {
             StoreReply::Failed(e) | StoreReply::NoAnswer(e) => e,
             other => format!("unexpected answer {other:?}"),
@@ -134,12 +184,12 @@ impl Pending {
         match reply {
             StoreReply::Value(Some(bytes)) => {
                 if Forgotten::decode(&bytes).may_contain(&self.key.as_store_key()) {
-                    self.lookup_first = true;
+                    self.dedupe.lookup_first = true;
                 }
             }
             StoreReply::Value(None) => {}
             // Whether it was forgotten cannot be known: ask Kraken.
-            _ => self.lookup_first = true,
+            _ => self.dedupe.lookup_first = true,
         }
         self.forgotten_read(i + 1)
     }
@@ -154,10 +204,10 @@ impl Pending {
             self.cx.host.now.secs(),
         )
         .encode();
-        let expected = self.found.clone().expect("found record");
-        let key = self.record_key.clone();
+        let expected = self.dedupe.found.clone().expect("found record");
+        let key = self.dedupe.record_key.clone();
         let mut this = self;
-        this.claim = Claim::Written(mine.clone());
+        this.dedupe.claim = Claim::Written(mine.clone());
         this.store(
             Stage::Takeover,
             StoreOp::Swap {
@@ -169,7 +219,7 @@ impl Pending {
     }
 
     pub(super) fn on_takeover(mut self, reply: StoreReply) -> Step {
-        let mine = match std::mem::replace(&mut self.claim, Claim::None) {
+        let mine = match std::mem::replace(&mut self.dedupe.claim, Claim::None) {
             Claim::Written(bytes) => bytes,
             other => unreachable!("takeover without a record: {other:?}"),
         };
@@ -177,32 +227,32 @@ impl Pending {
             StoreReply::Swapped(true) => {
                 // Read it back: Spin 4.0.2 on Redis reports an aborted transaction as a
                 // successful swap.
-                self.claim = Claim::Written(mine);
-                let k = self.record_key.clone();
+                self.dedupe.claim = Claim::Written(mine);
+                let k = self.dedupe.record_key.clone();
                 self.store(Stage::TakeoverVerify, StoreOp::Get(k))
             }
             // Another delivery took it over first.
             StoreReply::Swapped(false) => {
-                let k = self.record_key.clone();
+                let k = self.dedupe.record_key.clone();
                 self.store(Stage::LostRead, StoreOp::Get(k))
             }
             StoreReply::Unsupported => {
                 // No atomics: write the claim and read it back, and ask Kraken first.
-                self.atomics = false;
-                self.lookup_first = true;
-                self.claim = Claim::Written(mine.clone());
-                let k = self.record_key.clone();
+                self.store.lose_atomics();
+                self.dedupe.lookup_first = true;
+                self.dedupe.claim = Claim::Written(mine.clone());
+                let k = self.dedupe.record_key.clone();
                 self.store(Stage::Tentative, StoreOp::Set(k, mine))
             }
             other => {
-                self.claim = Claim::Written(mine);
+                self.dedupe.claim = Claim::Written(mine);
                 self.store_failed(other)
             }
         }
     }
 
     pub(super) fn on_takeover_verify(self, reply: StoreReply) -> Step {
-        let ours = match (&self.claim, &reply) {
+        let ours = match (&self.dedupe.claim, &reply) {
             (Claim::Written(mine), StoreReply::Value(Some(now))) => mine == now,
             _ => false,
         };
@@ -223,15 +273,15 @@ impl Pending {
     pub(super) fn on_rate_count(mut self, reply: StoreReply) -> Step {
         match reply {
             StoreReply::Count(n) => {
-                self.rate_count = n;
+                self.dedupe.rate_count = n;
                 if n > i64::from(self.cx.config.rate_limit_per_minute) {
                     return self.rate_limited();
                 }
                 self.write_claim()
             }
             StoreReply::Unsupported => {
-                self.atomics = false;
-                self.lookup_first = true;
+                self.store.lose_atomics();
+                self.dedupe.lookup_first = true;
                 let k = rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref());
                 self.store(Stage::RateRead, StoreOp::Get(k))
             }
@@ -249,10 +299,10 @@ impl Pending {
         if count >= self.cx.config.rate_limit_per_minute {
             return self.rate_limited();
         }
-        self.rate_count = i64::from(count) + 1;
+        self.dedupe.rate_count = i64::from(count) + 1;
         let op = StoreOp::Set(
             rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref()),
-            self.rate_count.to_string().into_bytes(),
+            self.dedupe.rate_count.to_string().into_bytes(),
         );
         self.store(Stage::RateWrite, op)
     }
@@ -267,8 +317,8 @@ impl Pending {
 
     /// The claim written is this delivery's: it trades.
     fn own_and_trade(mut self) -> Step {
-        if let Claim::Written(_) = self.claim {
-            self.claim = Claim::Owned;
+        if let Claim::Written(_) = self.dedupe.claim {
+            self.dedupe.claim = Claim::Owned;
         }
         self.prepare()
     }
@@ -285,8 +335,8 @@ impl Pending {
     /// goes stale.
     pub(super) fn write_claim(mut self) -> Step {
         let mine = self.in_flight();
-        self.claim = Claim::Written(mine.clone());
-        let k = self.record_key.clone();
+        self.dedupe.claim = Claim::Written(mine.clone());
+        let k = self.dedupe.record_key.clone();
         self.store(Stage::Tentative, StoreOp::Set(k, mine))
     }
 
@@ -295,10 +345,10 @@ impl Pending {
             // The write may still land: the release after the answer covers it.
             return self.store_failed(reply);
         }
-        if !self.atomics {
+        if !self.store.atomic() {
             // Read the claim back: a delivery that wrote in the same instant leaves its own
             // owner there. Best effort only: Kraken is asked first in any case.
-            let k = self.record_key.clone();
+            let k = self.dedupe.record_key.clone();
             return self.store(Stage::ClaimVerify, StoreOp::Get(k));
         }
         match self.too_slow_to_claim() {
@@ -338,14 +388,14 @@ impl Pending {
             },
             StoreReply::Count(_) => {
                 // Another delivery of this alert claimed it.
-                self.claim = Claim::None;
-                let k = self.record_key.clone();
+                self.dedupe.claim = Claim::None;
+                let k = self.dedupe.record_key.clone();
                 self.store(Stage::LostRead, StoreOp::Get(k))
             }
             StoreReply::Unsupported => {
-                self.atomics = false;
-                self.lookup_first = true;
-                let k = self.record_key.clone();
+                self.store.lose_atomics();
+                self.dedupe.lookup_first = true;
+                let k = self.dedupe.record_key.clone();
                 self.store(Stage::ClaimVerify, StoreOp::Get(k))
             }
             other => self.store_failed(other),
@@ -354,7 +404,7 @@ impl Pending {
 
     /// A delivery that lost the claim answers as a duplicate of what the record says now.
     pub(super) fn on_lost_read(mut self, reply: StoreReply) -> Step {
-        self.claim = Claim::None;
+        self.dedupe.claim = Claim::None;
         let record = match reply {
             StoreReply::Value(Some(bytes)) => Record::decode(&bytes),
             _ => None,
@@ -371,7 +421,7 @@ impl Pending {
         match reply {
             StoreReply::Value(Some(bytes)) => match Record::decode(&bytes) {
                 Some(r) if r.owner != self.cx.host.request_id => {
-                    self.claim = Claim::None;
+                    self.dedupe.claim = Claim::None;
                     self.duplicate(&r, false)
                 }
                 _ => self.own_and_trade(),
@@ -388,19 +438,19 @@ impl Pending {
     /// lost the claim may have overwritten its own); a delivery that wrote its record but
     /// never owned the alert releases only its own bytes.
     pub(super) fn release_ops(&mut self) -> Vec<StoreOp> {
-        if !self.has_store {
+        if !self.store.present() {
             return Vec::new();
         }
-        match &self.claim {
+        match &self.dedupe.claim {
             Claim::None => Vec::new(),
-            _ if !self.atomics => vec![StoreOp::Delete(self.record_key.clone())],
+            _ if !self.store.atomic() => vec![StoreOp::Delete(self.dedupe.record_key.clone())],
             Claim::Owned => {
-                self.release_in_flight = true;
+                self.dedupe.release_in_flight = true;
                 Vec::new()
             }
             Claim::Written(mine) => released(mine)
                 .map(|new| StoreOp::Swap {
-                    key: self.record_key.clone(),
+                    key: self.dedupe.record_key.clone(),
                     expected: mine.clone(),
                     new,
                 })
@@ -412,7 +462,7 @@ impl Pending {
     pub(super) fn on_release_read(mut self, reply: StoreReply) -> Step {
         if let StoreReply::Value(Some(current)) = reply {
             if let Some(new) = released(&current) {
-                let key = self.record_key.clone();
+                let key = self.dedupe.record_key.clone();
                 self.finishing().ops.push_front(StoreOp::Swap {
                     key,
                     expected: current,
@@ -427,14 +477,15 @@ impl Pending {
     /// [`PRUNE_EVERY`] after, and after any refused write (a store whose key cap is full
     /// refuses even the minute's new count, so counting alone would never prune it again).
     pub(super) fn prunes(&self) -> bool {
-        self.has_store && (self.rate_count % PRUNE_EVERY == 1 || self.store_refused)
+        self.store.present()
+            && (self.dedupe.rate_count % PRUNE_EVERY == 1 || self.dedupe.store_refused)
     }
 
     pub(super) fn on_record_check(mut self, reply: StoreReply) -> Step {
         // The first recorded outcome stands.
         let recorded = matches!(&reply, StoreReply::Value(Some(bytes))
             if Record::decode(bytes).is_some_and(|r| r.state == RecordState::Done));
-        let key = self.record_key.clone();
+        let key = self.dedupe.record_key.clone();
         let f = self.finishing();
         if let Some(record) = f.record.take() {
             if !recorded {
@@ -450,39 +501,45 @@ impl Pending {
 
     /// Answers, then runs the remaining store writes and the pruning pass.
     pub(super) fn next_op(mut self) -> Step {
-        if self.answered.is_none() {
+        if self.answered().is_none() {
             let f = self.finishing();
             debug_assert_eq!(f.status, f.response.status);
             let after = f.record.is_some()
                 || !f.ops.is_empty()
                 || !f.forget.is_empty()
                 || f.prune
-                || self.release_in_flight
-                || self.refusals_to_record;
+                || !f.turn.is_empty()
+                || f.record_refusals
+                || self.dedupe.release_in_flight;
             let f = self.finishing();
             let (response, events) = (f.response.clone(), std::mem::take(&mut f.events));
             let done = self.cx.done(response, events);
             if !after {
                 return Step::Done(done);
             }
-            self.answered = Some(done.clone());
+            self.finishing().answered = Some(done.clone());
             self.stage = Stage::Answered;
             return Step::Answer(done, Box::new(self));
         }
         let f = self.finishing();
+        if let Some(op) = f.turn.pop_front() {
+            // The pair's turn goes back first: the next position alert need not wait for
+            // this one's record.
+            return self.store(Stage::Finishing, op);
+        }
         if f.record.is_some() {
-            let key = self.record_key.clone();
+            let key = self.dedupe.record_key.clone();
             return self.store(Stage::RecordCheck, StoreOp::Get(key));
         }
-        if std::mem::take(&mut self.release_in_flight) {
-            let key = self.record_key.clone();
+        if std::mem::take(&mut self.dedupe.release_in_flight) {
+            let key = self.dedupe.record_key.clone();
             return self.store(Stage::ReleaseRead, StoreOp::Get(key));
         }
         let f = self.finishing();
         if let Some(op) = f.ops.pop_front() {
             return self.store(Stage::Finishing, op);
         }
-        if std::mem::take(&mut self.refusals_to_record) {
+        if std::mem::take(&mut self.finishing().record_refusals) {
             let key = crate::refused_keys::KEY.to_string();
             return self.store(Stage::RefusedRead, StoreOp::Get(key));
         }
@@ -495,7 +552,7 @@ impl Pending {
             f.prune = false;
             return self.store(Stage::PruneKeys, StoreOp::Keys);
         }
-        Step::Done(self.answered.take().expect("answered"))
+        Step::Done(f.answered.take().expect("answered"))
     }
 
     /// The refused keys' record read: this alert's refusals merged in and written back (a
@@ -508,7 +565,7 @@ impl Pending {
         let value = crate::refused_keys::merge(
             current.as_deref(),
             self.cx.config.account.as_deref(),
-            &self.refused_signers,
+            &self.signer.refused,
             self.cx.host.now.secs(),
         );
         let op = StoreOp::Set(crate::refused_keys::KEY.to_string(), value);

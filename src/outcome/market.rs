@@ -5,7 +5,8 @@
 //! cancel_all ─▶ CancelAll
 //! read the cached pair ─ fresh ─▶ check it ──────────────┐
 //!   └ missing or stale ─▶ AssetPairs (its pair, then the whole list) ─▶ check it ─┤
-//! Ticker, when the plan prices the order ─▶ BalanceEx, when it sizes from a balance ─▶ plan
+//! Ticker, when the plan prices the order ─▶ [a position alert: its pair's turn (turn.rs)]
+//!   ─▶ BalanceEx, when it sizes from a balance ─▶ plan ─ a position already at its target ─▶ 200 in_position
 //! ```
 
 use super::{CachedPair, Holding, List, Pending, Retry, Stage, PAIRS_TTL_SECS, PAIR_KEY_PREFIX};
@@ -18,6 +19,35 @@ use crate::plan::{self, Limits, Market};
 use crate::reject::Reject;
 use crate::store::{StoreOp, StoreReply};
 use serde_json::json;
+
+/// What the market stage has fetched so far.
+#[derive(Debug, Default)]
+pub(super) struct MarketData {
+    /// The resolved pair.
+    pub(super) pair: Option<Pair>,
+    /// The last trade, when the plan prices the order.
+    pub(super) last: Option<rust_decimal::Decimal>,
+    /// The pair's balances, when the plan sizes from them.
+    pub(super) balances: Option<reply::Balances>,
+    /// The `pair` values to ask `AssetPairs` for before the whole list.
+    pub(super) queries: Vec<String>,
+    /// Which of them is asked now (`queries.len()`: the whole list).
+    pub(super) query: usize,
+    /// What becomes of the store's cached pair after the answer.
+    pub(super) cache: PairCache,
+}
+
+/// What becomes of the store's cached pair after the answer.
+#[derive(Debug, Default)]
+pub(super) enum PairCache {
+    /// Nothing to write: it was read from the store, or there is no store.
+    #[default]
+    Unchanged,
+    /// A pair fetched from Kraken in this request: cached.
+    Write(StoreOp),
+    /// Kraken did not know the cached pair: forgotten.
+    Forget,
+}
 
 impl Pending {
     /// After the claim: cancel everything, or fetch what the plan needs.
@@ -32,8 +62,8 @@ impl Pending {
                 format!("{symbol} is a perpetual contract; Kraken spot trades only spot pairs");
             return self.refuse(Reject::UnknownSymbol { reason });
         }
-        self.pair_queries = pairs::pair_queries(&symbol, map);
-        if self.has_store {
+        self.market.queries = pairs::pair_queries(&symbol, map);
+        if self.store.present() {
             let key = self.pair_key();
             self.store(Stage::PairsRead, StoreOp::Get(key))
         } else {
@@ -63,7 +93,7 @@ impl Pending {
 
     /// Asks `AssetPairs` for the next `pair` query, then for the whole list.
     pub(super) fn fetch_pairs(self) -> Step {
-        match self.pair_queries.get(self.pair_query) {
+        match self.market.queries.get(self.market.query) {
             Some(q) => {
                 let q = q.clone();
                 self.public(Stage::PairsFetch, "AssetPairs", &[("pair", q)])
@@ -73,7 +103,7 @@ impl Pending {
     }
 
     pub(super) fn on_pairs_fetch(mut self, t: &Transport) -> Step {
-        let whole_list = self.pair_query >= self.pair_queries.len();
+        let whole_list = self.market.query >= self.market.queries.len();
         let pairs = match t {
             Transport::Reply { status: 200, body } => Pairs::from_asset_pairs(body),
             Transport::Reply { status, .. } => Err(format!("HTTP {status}")),
@@ -83,7 +113,7 @@ impl Pending {
             Ok(pairs) => pairs,
             // Kraken does not know that name: ask the next one.
             Err(e) if !whole_list && e.starts_with("EQuery:") => {
-                self.pair_query += 1;
+                self.market.query += 1;
                 return self.fetch_pairs();
             }
             Err(e) => return self.unavailable(format!("could not read Kraken's pairs: {e}")),
@@ -92,7 +122,7 @@ impl Pending {
         let pair = match pairs.resolve(&symbol, &self.cx.config.symbol_map) {
             Ok(pair) => pair.clone(),
             Err(Unresolved::Unknown) if !whole_list => {
-                self.pair_query += 1;
+                self.market.query += 1;
                 return self.fetch_pairs();
             }
             Err(why) => {
@@ -106,7 +136,7 @@ impl Pending {
                 return self.refuse(Reject::UnknownSymbol { reason });
             }
         };
-        if !self.has_store {
+        if !self.store.present() {
             return self.checked_pair(pair);
         }
         let cache = CachedPair {
@@ -114,7 +144,7 @@ impl Pending {
             pair,
         };
         let bytes = serde_json::to_vec(&cache).expect("a pair serialises");
-        self.cache_write = Some(StoreOp::Set(self.pair_key(), bytes));
+        self.market.cache = PairCache::Write(StoreOp::Set(self.pair_key(), bytes));
         self.checked_pair(cache.pair)
     }
 
@@ -136,7 +166,7 @@ impl Pending {
             return self.refuse(Reject::PairUnavailable { reason });
         }
         let id = pair.id.clone();
-        self.pair = Some(pair);
+        self.market.pair = Some(pair);
         if plan::needs(&self.alert).ticker {
             self.public(Stage::Ticker, "Ticker", &[("pair", id)])
         } else {
@@ -145,10 +175,15 @@ impl Pending {
     }
 
     pub(super) fn on_ticker(mut self, t: &Transport) -> Step {
-        let id = self.pair.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        let id = self
+            .market
+            .pair
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
         match reply::last_price(t, &id) {
             Ok(last) => {
-                self.last = Some(last);
+                self.market.last = Some(last);
                 self.after_ticker()
             }
             Err(e) => self.unavailable(format!("could not read the last trade price: {e}")),
@@ -165,12 +200,12 @@ impl Pending {
 
     pub(super) fn on_balance(mut self, t: &Transport) -> Step {
         let (base, quote) = {
-            let pair = self.pair.as_ref().expect("resolved");
+            let pair = self.market.pair.as_ref().expect("resolved");
             (pair.base.clone(), pair.quote.clone())
         };
         match reply::balances(t, &base, &quote) {
             Ok(balances) => {
-                self.balances = Some(balances);
+                self.market.balances = Some(balances);
                 self.make_plan()
             }
             Err(e) if reply::is_invalid_nonce(&e) => match self.retry_after_nonce(Retry::Balance) {
@@ -182,14 +217,14 @@ impl Pending {
     }
 
     pub(super) fn make_plan(mut self) -> Step {
-        let pair = self.pair.clone().expect("resolved");
+        let pair = self.market.pair.clone().expect("resolved");
         let market = Market {
             pair: &pair,
-            last: self.last,
-            free_base: self.balances.map(|b| b.free_base),
-            free_quote: self.balances.map(|b| b.free_quote),
-            whole_base: self.balances.map(|b| b.whole_base),
-            whole_quote: self.balances.map(|b| b.whole_quote),
+            last: self.market.last,
+            free_base: self.market.balances.map(|b| b.free_base),
+            free_quote: self.market.balances.map(|b| b.free_quote),
+            whole_base: self.market.balances.map(|b| b.whole_base),
+            whole_quote: self.market.balances.map(|b| b.whole_quote),
         };
         let limits = Limits {
             max_order_value: self.cx.config.max_order_value,
@@ -218,7 +253,7 @@ impl Pending {
             Ok(Some(order)) => {
                 let validate = order.validate;
                 self.order = Some(order);
-                if self.lookup_first && !validate {
+                if self.dedupe.lookup_first && !validate {
                     // Kraken refuses a second open order with the same cl_ord_id itself:
                     // only the closed orders need a look-up (one REST counter point).
                     self.lookup(Stage::LookupBefore(List::Closed))

@@ -12,6 +12,59 @@ use crate::time::Now;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+/// Which Kraken key signs this alert's calls, and the keys Kraken refused.
+#[derive(Debug)]
+pub(super) struct Signer {
+    /// The key ([`crate::config::Config::kraken_key_for`]; 0 is `kraken_api_key`).
+    pub(super) key: usize,
+    /// The keys Kraken refused for this alert (numbered from 1), each passed over for the
+    /// next.
+    pub(super) refused: Vec<usize>,
+}
+
+impl Signer {
+    pub(super) fn new(key: usize) -> Signer {
+        Signer {
+            key,
+            refused: Vec::new(),
+        }
+    }
+}
+
+/// What is known of the order on Kraken, from the answers so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Known {
+    /// Not on Kraken: not sent yet, or every AddOrder was answered with a refusal.
+    #[default]
+    Absent,
+    /// An AddOrder's answer was lost or unclear: the order may exist. `deadline_elapsed`:
+    /// Kraken said `EService:Deadline elapsed` (its engine refused the late order).
+    Unsure { deadline_elapsed: bool },
+    /// Kraken refused an AddOrder as a duplicate `cl_ord_id`: the order exists.
+    Exists,
+}
+
+/// The sending stage's state.
+#[derive(Debug, Default)]
+pub(super) struct Sending {
+    /// AddOrders sent.
+    pub(super) attempts: u8,
+    /// Calls repeated after a stale-nonce refusal.
+    pub(super) nonce_retries: u8,
+    pub(super) known: Known,
+    /// The one resend after a certain absence was used.
+    pub(super) resent: bool,
+    /// The last AddOrder's `deadline`, on the host clock.
+    pub(super) deadline: Option<Now>,
+}
+
+impl Sending {
+    /// An AddOrder's answer was lost or unclear.
+    fn unsure(&self) -> bool {
+        matches!(self.known, Known::Unsure { .. })
+    }
+}
+
 impl Pending {
     pub(super) fn lookup(self, stage: Stage) -> Step {
         let list = match stage {
@@ -31,10 +84,10 @@ impl Pending {
                 let record = self.record(200, &body);
                 self.duplicate(&record, true)
             }
-            Lookup::Absent if self.duplicate_refused && list == List::Open => {
+            Lookup::Absent if self.sending.known == Known::Exists && list == List::Open => {
                 self.lookup(Stage::LookupBefore(List::Closed))
             }
-            Lookup::Absent if self.duplicate_refused => {
+            Lookup::Absent if self.sending.known == Known::Exists => {
                 // Kraken said the order exists but neither list shows it yet.
                 self.pending(
                     "Kraken reports a duplicate cl_ord_id that the look-up cannot find yet",
@@ -57,7 +110,7 @@ impl Pending {
     }
 
     pub(super) fn lookup_before_failed(self, reason: String) -> Step {
-        if self.duplicate_refused {
+        if self.sending.known == Known::Exists {
             self.pending(&format!(
                 "look-up after a duplicate refusal failed: {reason}"
             ))
@@ -72,18 +125,19 @@ impl Pending {
     /// retry count does not allow it.
     pub(super) fn retry_after_nonce(mut self, retry: Retry) -> Result<Step, Box<Pending>> {
         let ms = self.jitter_ms();
-        if self.nonce_retries >= MAX_NONCE_RETRIES || self.remaining_ms() < MIN_CALL_MS + ms {
+        if self.sending.nonce_retries >= MAX_NONCE_RETRIES || self.remaining_ms() < MIN_CALL_MS + ms
+        {
             return Err(Box::new(self));
         }
-        self.nonce_retries += 1;
+        self.sending.nonce_retries += 1;
         self.stage = Stage::Wait(retry);
         Ok(Step::Wait(ms, Box::new(self)))
     }
 
     pub(super) fn add(mut self) -> Step {
-        self.attempts += 1;
+        self.sending.attempts += 1;
         let deadline = Now(self.cx.host.now.0 + ORDER_DEADLINE_MS * 1_000);
-        self.order_deadline = Some(deadline);
+        self.sending.deadline = Some(deadline);
         let mut params = self.order.as_ref().expect("planned").params();
         params.push(("deadline", deadline.rfc3339()));
         self.call(Stage::Add, "AddOrder", &params)
@@ -113,7 +167,7 @@ impl Pending {
             AddOrder::Rejected { error } if error.starts_with("EOrder:Duplicate order") => {
                 // Kraken already holds an open order with this cl_ord_id: another delivery
                 // of the same alert won the race. Find it and answer as its duplicate.
-                self.duplicate_refused = true;
+                self.sending.known = Known::Exists;
                 self.lookup(Stage::LookupBefore(List::Open))
             }
             AddOrder::Rejected { error } => {
@@ -125,14 +179,14 @@ impl Pending {
                     kraken_error: error,
                 };
                 let mut step_owner = self;
-                if unknown_pair && step_owner.has_store {
+                if unknown_pair && step_owner.store.present() {
                     // The cached pairs are out of date: the next alert fetches them again.
-                    step_owner.drop_pairs_cache = true;
+                    step_owner.market.cache = super::PairCache::Forget;
                 }
                 step_owner.reject_recorded(reject, event)
             }
             AddOrder::Transient { error } if reply::is_invalid_nonce(&error) => {
-                if self.ambiguous {
+                if self.sending.unsure() {
                     // After an unanswered attempt, a nonce refusal can mean that attempt
                     // arrived: the order may exist.
                     self.after_ambiguity(error)
@@ -144,7 +198,7 @@ impl Pending {
                 }
             }
             AddOrder::Transient { error } => {
-                if self.ambiguous {
+                if self.sending.unsure() {
                     self.after_ambiguity(error)
                 } else {
                     self.unavailable(error)
@@ -155,8 +209,12 @@ impl Pending {
     }
 
     pub(super) fn after_ambiguity(mut self, reason: String) -> Step {
-        self.ambiguous = true;
-        self.deadline_elapsed |= reason.starts_with("EService:Deadline elapsed");
+        let elapsed = reason.starts_with("EService:Deadline elapsed");
+        let deadline_elapsed = match self.sending.known {
+            Known::Unsure { deadline_elapsed } => deadline_elapsed || elapsed,
+            _ => elapsed,
+        };
+        self.sending.known = Known::Unsure { deadline_elapsed };
         self.lookup(Stage::LookupAfter(List::Open))
     }
 
@@ -175,13 +233,19 @@ impl Pending {
             Lookup::Absent if list == List::Open => self.lookup(Stage::LookupAfter(List::Closed)),
             Lookup::Absent => {
                 let past_deadline = self
-                    .order_deadline
+                    .sending
+                    .deadline
                     .is_some_and(|d| self.cx.host.now.0 > d.0 + 1_000_000);
-                if !self.resent && (self.deadline_elapsed || past_deadline) {
+                let elapsed = matches!(
+                    self.sending.known,
+                    Known::Unsure {
+                        deadline_elapsed: true
+                    }
+                );
+                if !self.sending.resent && (elapsed || past_deadline) {
                     // Certainly absent: Kraken's engine can no longer accept the first one.
-                    self.resent = true;
-                    self.ambiguous = false;
-                    self.deadline_elapsed = false;
+                    self.sending.resent = true;
+                    self.sending.known = Known::Absent;
                     self.add()
                 } else {
                     self.pending("not found yet; the order may still land before its deadline")
@@ -199,7 +263,7 @@ impl Pending {
 
     /// The budget ran out before the next call.
     pub(super) fn out_of_time(self) -> Step {
-        if self.ambiguous {
+        if self.sending.known != Known::Absent {
             self.pending("time budget spent before the look-up finished")
         } else {
             self.unavailable("time budget spent before Kraken answered".into())
@@ -210,19 +274,19 @@ impl Pending {
     pub(super) fn jitter_ms(&self) -> u64 {
         let digest = Sha256::digest(format!(
             "{}/{}",
-            self.cx.host.request_id, self.nonce_retries
+            self.cx.host.request_id, self.sending.nonce_retries
         ));
         10 + u64::from(digest[0]) % 31
     }
 
     /// Whether a key of the pool that Kraken has not refused for this alert is left.
     pub(super) fn has_another_key(&self) -> bool {
-        self.refused_signers.len() + 1 < self.cx.config.kraken_key_count()
+        self.signer.refused.len() + 1 < self.cx.config.kraken_key_count()
     }
 
     /// Kraken refused the key in use: sign with the next one of the pool from now on.
     pub(super) fn pass_over_key(&mut self) {
-        self.refused_signers.push(self.kraken_key + 1);
-        self.kraken_key = (self.kraken_key + 1) % self.cx.config.kraken_key_count().max(1);
+        self.signer.refused.push(self.signer.key + 1);
+        self.signer.key = (self.signer.key + 1) % self.cx.config.kraken_key_count().max(1);
     }
 }

@@ -69,7 +69,8 @@ impl Pending {
     /// After the last trade: a position alert on a host with atomic counters takes its
     /// pair's turn before it reads the balance; anything else reads it now.
     pub(super) fn take_turn(mut self) -> Step {
-        let wants = self.alert.action == Action::Position && self.has_store && self.atomics;
+        let wants =
+            self.alert.action == Action::Position && self.store.present() && self.store.atomic();
         if !wants || matches!(self.turn, Turn::Held { .. }) {
             return self.call(Stage::Balance, "BalanceEx", &[]);
         }
@@ -77,7 +78,7 @@ impl Pending {
             Turn::BackingOff { tries, .. } => tries.saturating_add(1),
             _ => 1,
         };
-        let pair = self.pair.as_ref().expect("resolved").id.clone();
+        let pair = self.market.pair.as_ref().expect("resolved").id.clone();
         let from = self.started.millis();
         let keys = crate::turn::keys(
             from,
@@ -121,7 +122,7 @@ impl Pending {
             }
             (Turn::Taking { taken: 0, .. }, StoreReply::Unsupported) => {
                 // A host without atomic counters: no turn can be taken (documented limit).
-                self.atomics = false;
+                self.store.lose_atomics();
                 self.call(Stage::Balance, "BalanceEx", &[])
             }
             (turn @ Turn::Taking { .. }, other) => {
@@ -157,6 +158,7 @@ impl Pending {
         let wait = self.turn_wait_ms(*tries);
         if self.remaining_ms() < TURN_MIN_LEFT_MS + wait + MIN_CALL_MS {
             let pair = self
+                .market
                 .pair
                 .as_ref()
                 .map(|p| p.altname.clone())
