@@ -23,10 +23,10 @@
 //!   └ otherwise ─────────────────────────────────────────▶ 202 pending + order_pending
 //! ```
 //!
-//! Each stage's state is a type in the stage's file: [`Dedupe`] and [`Claim`] (claim.rs),
-//! [`MarketData`] and [`PairCache`] (market.rs), [`Turn`] (turn.rs), [`Signer`],
-//! [`Sending`] and what is known of the order (send.rs); [`Pending`] holds what every stage
-//! needs, and [`Finish`] the decided response with its store writes.
+//! Each stage's state is a type in the stage's file: `Dedupe` and `Claim` (claim.rs),
+//! `MarketData` and `PairCache` (market.rs), `Turn` (turn.rs), `Signer`, `Sending` and
+//! `Known`, what is known of the order (send.rs); [`Pending`] holds what every stage needs,
+//! and `Finish` the decided response with its store writes.
 //!
 //! Every outcome is recorded under the dedupe key, so a resend replays it; every Kraken call
 //! carries a time-out from what is left of the budget, and a request that could still have
