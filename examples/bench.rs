@@ -157,6 +157,11 @@ fn handler(
             Step::Call(call, pending) => {
                 let body = match call.kraken_method {
                     "AssetPairs" => kraken.asset_pairs(&call.url),
+                    // A position alert prices its target and reads the holding.
+                    "Ticker" => br#"{"error":[],"result":{"XXBTZUSD":{"c":["67000.0","0.1"]}}}"#
+                        .to_vec(),
+                    "BalanceEx" => br#"{"error":[],"result":{"XXBT":{"balance":"2","hold_trade":"0"},"ZUSD":{"balance":"100000","hold_trade":"0"}}}"#
+                        .to_vec(),
                     other => panic!("unexpected call {other}"),
                 };
                 cost.calls += 1;
@@ -305,6 +310,30 @@ fn main() {
             &[],
         )
     });
+    // A position alert on a cached symbol: the last trade, the pair's turn (two store
+    // counters at most), the balance, the plan; run to its end, which gives the turn back
+    // (a turn left held would make the next iteration wait for it).
+    let mut store = warm(&config, &kraken);
+    let (position, position_cost) = time(iterations, |i| {
+        let b = format!(
+            r#"{{"secret":"{SECRET}","id":"bench-pos-{i}","action":"position","symbol":"BTCUSD","position":"0.5"}}"#
+        );
+        handler(&config, true, &mut store, &kraken, START + i + 1, &b, &[])
+    });
+    // The same for an order alert, to its end too: what the position alert adds.
+    let mut store = warm(&config, &kraken);
+    let (to_end, _) = time(iterations, |i| {
+        let i = i as usize;
+        handler(
+            &config,
+            true,
+            &mut store,
+            &kraken,
+            START + i as u64 + 1,
+            &secret_bodies[i],
+            &[],
+        )
+    });
     // A symbol no Kraken name matches: the `pair` query fails, the whole list is read and
     // parsed, and the alert is refused (`422 unknown_symbol`).
     let (unknown, unknown_cost) = time(few, |i| {
@@ -353,6 +382,7 @@ fn main() {
         }
     }
     assert!(cached_cost.ordered && expired_cost.ordered && !unknown_cost.ordered);
+    assert!(position_cost.ordered && position_cost.calls == 2);
     assert_eq!(
         cached_cost.calls, 0,
         "a cached symbol calls Kraken before its order"
@@ -380,6 +410,16 @@ fn main() {
         "alert to signed AddOrder, cached symbol, X-Signature",
         cached_signed,
         cached_cost,
+    );
+    row(
+        "order alert to its answer and the writes after it, cached symbol",
+        to_end,
+        cached_cost,
+    );
+    row(
+        "position alert to its answer and the writes after it (Ticker, turn, BalanceEx)",
+        position,
+        position_cost,
     );
     row("first alert after the cache expired", expired, expired_cost);
     row(

@@ -9,7 +9,8 @@ use sha2::Sha256;
 use std::time::Duration;
 
 const USAGE: &str = "\
-usage: scripts/send [--url URL] [--account NAME] (--file PATH | --symbol SYMBOL --side buy|sell --volume V
+usage: scripts/send [--url URL] [--account NAME] (--file PATH | --symbol SYMBOL
+                     (--side buy|sell --volume V | --position TARGET)
                      [--order-type TYPE] [--price P] [--id ID] [--validate] [--timestamp])
                     [--tradingview] [--sim URL]
 
@@ -23,6 +24,10 @@ from WEBHOOK_SECRET, never from a flag.
   --file PATH      the alert body, sent byte for byte (- reads stdin)
   --symbol, --side, --volume, --order-type, --price, --id
                    build the alert from these fields instead
+  --position TARGET
+                   a position alert instead of --side and --volume: \"action\": \"position\"
+                   with the target holding of the pair's base asset (e.g. 0.5, or -0.5
+                   for a short strategy)
   --validate       \"validate\": true (Kraken validates the order, nothing trades)
   --timestamp      \"timestamp\": now, in Unix seconds
   --tradingview    send what TradingView sends: no signature header, the secret in the
@@ -49,6 +54,7 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
             "--symbol",
             "--side",
             "--volume",
+            "--position",
             "--order-type",
             "--price",
             "--id",
@@ -160,10 +166,11 @@ pub fn main(words: Vec<String>) -> Result<u8, String> {
 }
 
 /// The options that build an alert field by field.
-const FIELD_FLAGS: [&str; 6] = [
+const FIELD_FLAGS: [&str; 7] = [
     "--symbol",
     "--side",
     "--volume",
+    "--position",
     "--order-type",
     "--price",
     "--id",
@@ -190,13 +197,20 @@ pub fn alert_from_flags(args: &Args) -> Result<String, String> {
         ("--order-type", "order_type"),
         ("--volume", "volume"),
         ("--price", "price"),
+        ("--position", "position"),
     ] {
         if let Some(v) = args.value(flag) {
             alert.insert(field.into(), json!(v));
         }
     }
-    for needed in ["symbol", "side", "volume"] {
-        if !alert.contains_key(needed) {
+    let needs: &[&str] = if alert.contains_key("position") {
+        alert.insert("action".into(), json!("position"));
+        &["symbol"]
+    } else {
+        &["symbol", "side", "volume"]
+    };
+    for needed in needs {
+        if !alert.contains_key(*needed) {
             return Err(format!(
                 "--{needed} is needed (or --file with a whole alert)\n{USAGE}"
             ));
@@ -481,5 +495,19 @@ mod tests {
         )
         .unwrap();
         assert!(alert_from_flags(&args).unwrap_err().contains("--volume"));
+        let args = Args::parse(
+            ["--symbol", "BTCUSD", "--position", "-0.25", "--id", "p-1"]
+                .iter()
+                .map(|w| w.to_string())
+                .collect(),
+            &FIELD_FLAGS,
+            &[],
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&alert_from_flags(&args).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "p-1", "symbol": "BTCUSD", "action": "position", "position": "-0.25"})
+        );
     }
 }
