@@ -49,7 +49,9 @@ const API_SECRET: &str =
 const KRAKEN_URL: &str = "http://127.0.0.1:1";
 /// 2025-11-28T18:40:00Z, the instant the seed corpus's timestamps are near.
 const NOW: u64 = 1_764_355_200_000_000;
-const MAX_STEPS: usize = 64;
+/// A position alert that waits for its pair's turn takes three steps per try (two counters and
+/// a wait of at least 40 ms) for the whole budget: about 190.
+const MAX_STEPS: usize = 256;
 const STATUSES: &[u16] = &[
     200, 202, 400, 401, 403, 404, 405, 413, 415, 422, 423, 429, 503,
 ];

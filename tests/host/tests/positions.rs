@@ -222,6 +222,37 @@ fn targets_caps_negatives_and_the_reserve_on_both_flavours() {
     }
 }
 
+/// The reserve (contract 2.6): 1.0 XBT held, 0.3 reserved, a target of 0 sells 0.7, and
+/// so does `close`, on both flavours.
+#[test]
+fn a_target_of_zero_and_close_both_leave_the_reserve() {
+    for flavour in FLAVOURS {
+        for body in [
+            to("reserve-1", "0"),
+            format!(
+                r#"{{"secret":"{WEBHOOK_SECRET}","id":"reserve-2","action":"close","symbol":"XBTUSD"}}"#
+            ),
+        ] {
+            let sim = sim();
+            sim.set_balance("XXBT", "1.0");
+            let bridge = Bridge::on(flavour, &sim, &[("position_reserve", "XBT=0.3")]);
+            let ex = bridge.post(&body);
+            assert_eq!(ex.json()["status"], "placed", "{}: {ex}", bridge.name());
+            let orders = sim.orders();
+            assert_eq!(
+                (
+                    orders[0].params["type"].as_str(),
+                    orders[0].params["volume"].as_str()
+                ),
+                ("sell", "0.7"),
+                "{}: {body}",
+                bridge.name()
+            );
+            assert_eq!(holding(&sim), "0.3");
+        }
+    }
+}
+
 /// Every outcome of section 2.5 for a position alert, on both flavours: the answer (with
 /// the holding and the target), the audit event, and that only `placed` changed the account.
 #[test]

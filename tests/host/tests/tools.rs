@@ -984,7 +984,11 @@ fn readme_operator_tools_examples_run() {
         .filter(|l| l.starts_with("scripts/"))
         .map(|l| l.split(" #").next().unwrap().split_whitespace().collect())
         .collect();
-    assert_eq!(commands.len(), 3, "one example per tool: {commands:?}");
+    assert_eq!(
+        commands.len(),
+        4,
+        "one example per tool, and send's position alert: {commands:?}"
+    );
 
     let rx = Receiver::start(ReceiverAnswer::Status(200));
     let rx_addr = rx.origin().trim_start_matches("http://").to_string();
@@ -1021,11 +1025,16 @@ fn readme_operator_tools_examples_run() {
         run.assert_no_secret(&[]);
         assert_eq!(run.code, 0, "{command:?}: {run}");
     }
-    let got = rx.wait_for(1, Duration::from_secs(5));
+    let got = rx.wait_for(2, Duration::from_secs(5));
     assert_eq!(
         got[0].json()["secret"],
         WEBHOOK_SECRET,
         "the example is --tradingview"
+    );
+    assert_eq!(
+        (&got[1].json()["action"], &got[1].json()["position"]),
+        (&json!("position"), &json!("0.5")),
+        "the second send example is a position alert"
     );
     assert_eq!(
         sim.faults(),
