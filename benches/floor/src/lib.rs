@@ -139,7 +139,7 @@ mod io_spin {
     const STORE_URL: &str = "http://bridge-store.spin.internal/.store";
 
     /// Every setting `/health` reports on (the bridge's `config::SETTINGS`).
-    const SETTINGS: [&str; 27] = [
+    const SETTINGS: [&str; 29] = [
         "webhook_secret",
         "webhook_secret_previous",
         "kraken_api_key",
@@ -333,7 +333,7 @@ mod probe {
         send, Fields, IncomingRequest, OutgoingResponse, Request, ResponseOutparam,
     };
 
-    const SETTINGS: [&str; 27] = [
+    const SETTINGS: [&str; 29] = [
         "webhook_secret",
         "webhook_secret_previous",
         "environment",
