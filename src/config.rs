@@ -380,16 +380,7 @@ impl Config {
                 Vec::new()
             }),
         };
-        let max_order_value = match get("max_order_value") {
-            None => None,
-            Some(v) => match crate::decimal::Positive::parse(&v) {
-                Ok(p) => Some(p.value()),
-                Err(reason) => {
-                    problems.push(problem("max_order_value", reason));
-                    None
-                }
-            },
-        };
+        let max_order_value = positive(get("max_order_value"), "max_order_value", &mut problems);
 
         let position_reserve = match get("position_reserve") {
             None => Vec::new(),
@@ -408,16 +399,11 @@ impl Config {
                 PositionNegative::Refuse
             }
         };
-        let max_position_value = match get("max_position_value") {
-            None => None,
-            Some(v) => match crate::decimal::Positive::parse(&v) {
-                Ok(p) => Some(p.value()),
-                Err(reason) => {
-                    problems.push(problem("max_position_value", reason));
-                    None
-                }
-            },
-        };
+        let max_position_value = positive(
+            get("max_position_value"),
+            "max_position_value",
+            &mut problems,
+        );
 
         let allowed_ips = match get("allowed_ips") {
             None => Vec::new(),
@@ -708,6 +694,23 @@ impl Config {
             .map(|(_, amount)| *amount)
             .max()
             .unwrap_or_default()
+    }
+}
+
+/// An optional positive decimal setting: `None` when unset, and a problem (never a default)
+/// when it does not parse.
+fn positive(
+    value: Option<String>,
+    setting: &'static str,
+    problems: &mut Vec<Problem>,
+) -> Option<rust_decimal::Decimal> {
+    let value = value?;
+    match crate::decimal::Positive::parse(&value) {
+        Ok(p) => Some(p.value()),
+        Err(reason) => {
+            problems.push(problem(setting, reason));
+            None
+        }
     }
 }
 

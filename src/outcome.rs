@@ -638,17 +638,11 @@ impl Pending {
     ) {
         let prune = self.prunes();
         // The pair's turn goes back first after the answer. An order whose fate is still
-        // unknown (202) keeps it, and
-        // takes every slot up to its Kraken deadline, so that no position alert reads a
-        // balance the order may still change.
+        // unknown (202) keeps it, and takes every slot up to its Kraken deadline, so that no
+        // position alert reads a balance the order may still change.
         let mut turn_ops = std::mem::replace(&mut self.turn, Turn::None).release();
         if status == 202 && !turn_ops.is_empty() {
-            let pair = self
-                .market
-                .pair
-                .as_ref()
-                .map(|p| p.id.clone())
-                .unwrap_or_default();
+            let pair = self.market.pair_id();
             let until = self.sending.deadline.map_or(0, |d| d.millis());
             let now = self.cx.host.now.millis();
             let held: Vec<String> = turn_ops

@@ -37,6 +37,21 @@ pub(super) struct MarketData {
     pub(super) cache: PairCache,
 }
 
+impl MarketData {
+    /// The resolved pair's Kraken id (`XXBTZUSD`), empty before it is resolved.
+    pub(super) fn pair_id(&self) -> String {
+        self.pair.as_ref().map(|p| p.id.clone()).unwrap_or_default()
+    }
+
+    /// The resolved pair's name (`XBTUSD`), empty before it is resolved.
+    pub(super) fn pair_name(&self) -> String {
+        self.pair
+            .as_ref()
+            .map(|p| p.altname.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// What becomes of the store's cached pair after the answer.
 #[derive(Debug, Default)]
 pub(super) enum PairCache {
@@ -175,12 +190,7 @@ impl Pending {
     }
 
     pub(super) fn on_ticker(mut self, t: &Transport) -> Step {
-        let id = self
-            .market
-            .pair
-            .as_ref()
-            .map(|p| p.id.clone())
-            .unwrap_or_default();
+        let id = self.market.pair_id();
         match reply::last_price(t, &id) {
             Ok(last) => {
                 self.market.last = Some(last);

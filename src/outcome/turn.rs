@@ -157,12 +157,7 @@ impl Pending {
         }
         let wait = self.turn_wait_ms(*tries);
         if self.remaining_ms() < TURN_MIN_LEFT_MS + wait + MIN_CALL_MS {
-            let pair = self
-                .market
-                .pair
-                .as_ref()
-                .map(|p| p.altname.clone())
-                .unwrap_or_default();
+            let pair = self.market.pair_name();
             return self.unavailable(format!(
                 "another position alert for {pair} held its turn for the whole time budget"
             ));
