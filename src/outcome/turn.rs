@@ -69,8 +69,7 @@ impl Pending {
     /// After the last trade: a position alert on a host with atomic counters takes its
     /// pair's turn before it reads the balance; anything else reads it now.
     pub(super) fn take_turn(mut self) -> Step {
-        let wants =
-            self.alert.action == Action::Position && self.store.present() && self.store.atomic();
+        let wants = self.alert.action == Action::Position && self.store.atomic();
         if !wants || matches!(self.turn, Turn::Held { .. }) {
             return self.call(Stage::Balance, "BalanceEx", &[]);
         }
@@ -78,7 +77,7 @@ impl Pending {
             Turn::BackingOff { tries, .. } => tries.saturating_add(1),
             _ => 1,
         };
-        let pair = self.market.pair.as_ref().expect("resolved").id.clone();
+        let pair = self.market.pair_id();
         let from = self.started.millis();
         let keys = crate::turn::keys(
             from,
