@@ -637,27 +637,7 @@ impl Pending {
         ops: Vec<StoreOp>,
     ) {
         let prune = self.prunes();
-        // The pair's turn goes back first after the answer. An order whose fate is still
-        // unknown (202) keeps it, and takes every slot up to its Kraken deadline, so that no
-        // position alert reads a balance the order may still change.
-        let mut turn_ops = std::mem::replace(&mut self.turn, Turn::None).release();
-        if status == 202 && !turn_ops.is_empty() {
-            let pair = self.market.pair_id();
-            let until = self.sending.deadline.map_or(0, |d| d.millis());
-            let now = self.cx.host.now.millis();
-            let held: Vec<String> = turn_ops
-                .iter()
-                .filter_map(|op| match op {
-                    StoreOp::Increment(k, _) => Some(k.clone()),
-                    _ => None,
-                })
-                .collect();
-            turn_ops = crate::turn::keys(now, until, self.cx.config.account.as_deref(), &pair)
-                .into_iter()
-                .filter(|k| !held.contains(k))
-                .map(|k| StoreOp::Increment(k, 1))
-                .collect();
-        }
+        let turn = self.turn_after_answer(status);
         let record_refusals = self.store.present() && !self.signer.refused.is_empty();
         let mut ops: std::collections::VecDeque<StoreOp> = ops.into();
         match std::mem::replace(&mut self.market.cache, PairCache::Unchanged) {
@@ -674,7 +654,7 @@ impl Pending {
             prune,
             forget: Vec::new(),
             record_refusals,
-            turn: turn_ops.into(),
+            turn: turn.into(),
             answered: None,
         });
     }

@@ -42,18 +42,14 @@ pub(super) enum Turn {
 }
 
 impl Turn {
-    /// The counters to give back after the answer: every one incremented and not yet
-    /// decremented.
-    pub(super) fn release(&self) -> Vec<StoreOp> {
-        let keys: &[String] = match self {
+    /// The counters this alert has incremented and not yet decremented.
+    fn taken(&self) -> &[String] {
+        match self {
             Turn::None => &[],
             Turn::Taking { keys, taken, .. } => &keys[..*taken],
             Turn::BackingOff { keys, left, .. } => &keys[..*left],
             Turn::Held { keys } => keys,
-        };
-        keys.iter()
-            .map(|k| StoreOp::Increment(k.clone(), -1))
-            .collect()
+        }
     }
 
     /// The counter an increment in flight would leave up if it landed late.
@@ -143,6 +139,33 @@ impl Pending {
             }
             (turn, reply) => unreachable!("{turn:?} cannot take {reply:?}"),
         }
+    }
+
+    /// What becomes of the turn once the answer (`status`) is decided, as the store writes
+    /// that follow the answer, first of all: every counter taken is given back; but an
+    /// order whose fate is still unknown (`202`) keeps them, and takes every slot up to its
+    /// Kraken deadline too, so that no position alert reads a balance the order may still
+    /// change.
+    pub(super) fn turn_after_answer(&mut self, status: u16) -> Vec<StoreOp> {
+        let turn = std::mem::replace(&mut self.turn, Turn::None);
+        let taken = turn.taken();
+        if status != 202 || taken.is_empty() {
+            return taken
+                .iter()
+                .map(|k| StoreOp::Increment(k.clone(), -1))
+                .collect();
+        }
+        let until = self.sending.deadline.map_or(0, |d| d.millis());
+        crate::turn::keys(
+            self.cx.host.now.millis(),
+            until,
+            self.cx.config.account.as_deref(),
+            &self.market.pair_id(),
+        )
+        .into_iter()
+        .filter(|k| !taken.contains(k))
+        .map(|k| StoreOp::Increment(k, 1))
+        .collect()
     }
 
     /// Decrements the next counter taken, or, when none is left, waits for another try.
