@@ -221,6 +221,17 @@ pub enum Size {
     BalancePercent(Positive),
 }
 
+impl Size {
+    /// The field the size was given in.
+    pub fn field(self) -> &'static str {
+        match self {
+            Size::Volume(_) => "volume",
+            Size::Quote(_) => "quote_volume",
+            Size::BalancePercent(_) => "balance_percent",
+        }
+    }
+}
+
 /// A price as the alert gives it: absolute, or relative to the last trade as Kraken allows
 /// (`+5`, `-1.5%`, `#2`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,15 +443,9 @@ impl Alert {
         ];
         let mut given = sizes.iter().flatten();
         let size = given.next().copied();
-        if given.next().is_some() {
-            let second = ["volume", "quote_volume", "balance_percent"]
-                .into_iter()
-                .zip(&sizes)
-                .filter(|(_, s)| s.is_some())
-                .nth(1)
-                .map_or("volume", |(n, _)| n);
+        if let Some(second) = given.next() {
             return Err(FieldError::new(
-                second,
+                second.field(),
                 "give exactly one of volume, quote_volume, balance_percent",
             ));
         }

@@ -373,11 +373,7 @@ pub fn plan(
             },
         });
     }
-    let size_field = match alert.size {
-        Some(Size::Quote(_)) => "quote_volume",
-        Some(Size::BalancePercent(_)) => "balance_percent",
-        _ => "volume",
-    };
+    let size_field = alert.size.map_or("volume", Size::field);
     if volume < pair.ordermin || volume.is_zero() {
         return Err(Reject::BelowMinimum {
             field: size_field,
