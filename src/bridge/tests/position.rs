@@ -405,3 +405,58 @@ fn a_named_accounts_turn_is_its_own() {
         |op| matches!(op, StoreOp::Increment(k, 1) if k.starts_with("pt:") && k.contains(":@swing:XXBTZUSD"))
     ));
 }
+
+/// An instance that dies holding a pair's turn never gives its counters back; they free
+/// themselves when their slots pass. Measured here for a dead alert at every arrival phase
+/// of a slot (250 ms steps), with position alerts for the pair arriving every 250 ms after
+/// it: each is refused `503` (nothing placed) until the first arrival whose slots no longer
+/// reach the dead alert's, which trades. The README gives the figures.
+#[test]
+fn a_turn_left_by_a_dead_instance_frees_itself_when_its_slots_pass() {
+    const STEP_MS: u64 = 250;
+    let slot_start = NOW.millis() / crate::turn::SLOT_MS * crate::turn::SLOT_MS;
+    let (mut worst, mut total, mut phases) = (0, 0, 0);
+    for phase in (0..crate::turn::SLOT_MS).step_by(STEP_MS as usize) {
+        let dead_at = slot_start + phase;
+        let mut base = World::default();
+        let dead_keys = crate::turn::keys(
+            dead_at,
+            dead_at + crate::outcome::BUDGET_MS,
+            None,
+            "XXBTZUSD",
+        );
+        for k in &dead_keys {
+            base.store_op(StoreOp::Increment(k.clone(), 1));
+        }
+        let mut after = STEP_MS;
+        let freed = loop {
+            assert!(after <= 20_000, "phase {phase}: still blocked after 20 s");
+            let mut w = World::with_replies([reply(SOLD)]);
+            w.store = base.store.clone();
+            let at = dead_at + after;
+            w.clock = (at - NOW.millis()) * 1_000;
+            let mut h = host();
+            h.now = Now(at * 1_000);
+            let alert = position_alert(&format!(r#""id":"after-{phase}-{after}","position":"0.5""#));
+            let d = w.run(handle(config(&[]), h, post(&alert, &[])));
+            match d.response.status {
+                200 => {
+                    assert_eq!(body(&d)["status"], "placed", "{}", body(&d));
+                    break after;
+                }
+                503 => assert!(w.calls.is_empty(), "placed nothing"),
+                other => panic!("{other}: {}", body(&d)),
+            }
+            after += STEP_MS;
+        };
+        worst = worst.max(freed);
+        total += freed;
+        phases += 1;
+    }
+    let bound = crate::turn::SLOT_MS + crate::outcome::BUDGET_MS + 2 * crate::turn::SKEW_MS;
+    assert!(worst <= bound + STEP_MS, "blocked for {worst} ms");
+    eprintln!(
+        "a turn left by a dead instance: position alerts for the pair refused for at most {worst} ms, {} ms on average over {phases} phases",
+        total / phases
+    );
+}
