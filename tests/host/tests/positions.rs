@@ -555,3 +555,39 @@ fn without_a_store_two_targets_at_once_may_both_trade_measured() {
         "portable build: two different position targets at the same instant: both traded in {both_traded} of {ROUNDS} rounds"
     );
 }
+
+/// The README's limit on limit orders, shown: the holding is Kraken's balance, so a
+/// position alert sent as a resting limit buy is not yet a holding, and the next position
+/// alert for the same target buys again; when the market comes down to both, the account
+/// holds twice the target. (Hence the README's advice: market orders, or IOC limits.)
+#[test]
+fn a_resting_limit_position_order_is_not_yet_a_holding() {
+    let sim = sim();
+    sim.set_balance("XXBT", "0");
+    let host = spin_host(&sim, &[]);
+    for id in ["rest-1", "rest-2"] {
+        let body = position(
+            id,
+            r#""position":"0.5","order_type":"limit","price":"60000""#,
+        );
+        let ex = send(&host, post(body, &[]));
+        let answer = ex.json();
+        assert_eq!(
+            (&answer["status"], &answer["position"]),
+            (&json!("placed"), &json!("0")),
+            "{id}: {ex}"
+        );
+    }
+    assert_eq!(
+        holding(&sim),
+        "0",
+        "both rest below the last trade (67,000)"
+    );
+    assert_eq!(sim.orders().len(), 2);
+    sim.move_price("XBTUSD", "59000");
+    assert_eq!(holding(&sim), "1", "both filled: twice the target");
+    // A market position alert then trades back to the target.
+    let ex = send(&host, post(to("rest-3", "0.5"), &[]));
+    assert_eq!(ex.json()["status"], "placed", "{ex}");
+    assert_eq!(holding(&sim), "0.5");
+}
