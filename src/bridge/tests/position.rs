@@ -437,7 +437,8 @@ fn a_turn_left_by_a_dead_instance_frees_itself_when_its_slots_pass() {
             w.clock = (at - NOW.millis()) * 1_000;
             let mut h = host();
             h.now = Now(at * 1_000);
-            let alert = position_alert(&format!(r#""id":"after-{phase}-{after}","position":"0.5""#));
+            let alert =
+                position_alert(&format!(r#""id":"after-{phase}-{after}","position":"0.5""#));
             let d = w.run(handle(config(&[]), h, post(&alert, &[])));
             match d.response.status {
                 200 => {

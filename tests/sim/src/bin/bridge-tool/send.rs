@@ -456,58 +456,46 @@ mod tests {
         assert!(p.warning.unwrap().contains("placeholder"));
     }
 
-    #[test]
-    fn alerts_from_flags() {
-        let words = [
-            "--symbol",
-            "XBTUSD",
-            "--side",
-            "buy",
-            "--volume",
-            "0.001",
-            "--order-type",
-            "limit",
-            "--price",
-            "30000",
-            "--id",
-            "t-1",
-            "--validate",
-        ];
+    /// The alert `words` describe: its JSON, or the tool's refusal.
+    fn alert_of(words: &[&str]) -> Result<Value, String> {
         let args = Args::parse(
             words.iter().map(|w| w.to_string()).collect(),
             &FIELD_FLAGS,
             &["--validate", "--timestamp"],
         )
         .unwrap();
-        let v: Value = serde_json::from_str(&alert_from_flags(&args).unwrap()).unwrap();
+        alert_from_flags(&args).map(|text| serde_json::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn alerts_from_flags() {
         assert_eq!(
-            v,
+            alert_of(&[
+                "--symbol",
+                "XBTUSD",
+                "--side",
+                "buy",
+                "--volume",
+                "0.001",
+                "--order-type",
+                "limit",
+                "--price",
+                "30000",
+                "--id",
+                "t-1",
+                "--validate",
+            ])
+            .unwrap(),
             json!({"id": "t-1", "symbol": "XBTUSD", "side": "buy", "order_type": "limit",
                    "volume": "0.001", "price": "30000", "validate": true})
         );
-        let args = Args::parse(
-            ["--symbol", "XBTUSD", "--side", "buy"]
-                .iter()
-                .map(|w| w.to_string())
-                .collect(),
-            &FIELD_FLAGS,
-            &[],
-        )
-        .unwrap();
-        assert!(alert_from_flags(&args).unwrap_err().contains("--volume"));
-        let args = Args::parse(
-            ["--symbol", "BTCUSD", "--position", "-0.25", "--id", "p-1"]
-                .iter()
-                .map(|w| w.to_string())
-                .collect(),
-            &FIELD_FLAGS,
-            &[],
-        )
-        .unwrap();
-        let v: Value = serde_json::from_str(&alert_from_flags(&args).unwrap()).unwrap();
+        let refused = alert_of(&["--symbol", "XBTUSD", "--side", "buy"]).unwrap_err();
+        assert!(refused.contains("--volume"), "{refused}");
         assert_eq!(
-            v,
+            alert_of(&["--symbol", "BTCUSD", "--position", "-0.25", "--id", "p-1"]).unwrap(),
             json!({"id": "p-1", "symbol": "BTCUSD", "action": "position", "position": "-0.25"})
         );
+        let refused = alert_of(&["--position", "0.5"]).unwrap_err();
+        assert!(refused.contains("--symbol"), "{refused}");
     }
 }
