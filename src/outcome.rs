@@ -260,10 +260,7 @@ impl Pending {
         let cl_ord_id = key.cl_ord_id();
         let p = Pending {
             signer: Signer::new(cx.config.kraken_key_for(&cl_ord_id)),
-            dedupe: Dedupe::new(
-                key.store_keys(now.secs(), cx.config.dedupe_window_seconds),
-                store,
-            ),
+            dedupe: Dedupe::new(key.store_keys(now.secs(), cx.config.dedupe_window_seconds)),
             cx,
             alert,
             credential,

@@ -21,7 +21,7 @@
 //! then falls back to writing the record and reading it back, and every order is looked up
 //! on Kraken before it is sent.
 
-use super::{Finish, Pending, Stage, Store};
+use super::{Finish, Pending, Stage};
 use crate::audit::Event;
 use crate::audit::Level;
 use crate::idempotency::{self, Forgotten, Record, RecordState, CLAIM_WINDOW_MS};
@@ -52,9 +52,10 @@ pub(super) struct Dedupe {
     /// A stale or released record found by the dedupe read, for the takeover swap.
     pub(super) found: Option<Vec<u8>>,
     pub(super) claim: Claim,
-    /// Look the order up on Kraken before sending it: no store, a failing store, a stale
-    /// claim taken over, a key a filter may have forgotten, a store without atomics.
-    pub(super) lookup_first: bool,
+    /// The claim itself doubts that the order is absent on Kraken: a stale claim taken
+    /// over, a key a filter may have forgotten, a filter that could not be read. (A store
+    /// without atomics doubts every claim: see [`Pending::looks_up_first`].)
+    pub(super) in_doubt: bool,
     /// After a `503`: release the in-flight record, whoever wrote it last.
     pub(super) release_in_flight: bool,
     /// This minute's count of alerts after this one was counted (0: not counted).
@@ -65,13 +66,13 @@ pub(super) struct Dedupe {
 }
 
 impl Dedupe {
-    pub(super) fn new(store_keys: [String; 2], store: Store) -> Dedupe {
+    pub(super) fn new(store_keys: [String; 2]) -> Dedupe {
         Dedupe {
             record_key: store_keys[0].clone(),
             store_keys,
             found: None,
             claim: Claim::None,
-            lookup_first: !store.present(),
+            in_doubt: false,
             release_in_flight: false,
             rate_count: 0,
             store_refused: false,
@@ -106,7 +107,7 @@ impl Pending {
                     // The owner died (stale), or answered 503 (released): take it over.
                     RecordState::InFlight | RecordState::Released => {
                         // A dead owner may have reached Kraken: ask Kraken first.
-                        self.dedupe.lookup_first |= r.state == RecordState::InFlight;
+                        self.dedupe.in_doubt |= r.state == RecordState::InFlight;
                         self.dedupe.record_key = self.dedupe.store_keys[i].clone();
                         self.dedupe.found = Some(bytes);
                         self.take_over(r)
@@ -184,12 +185,12 @@ impl Pending {
         match reply {
             StoreReply::Value(Some(bytes)) => {
                 if Forgotten::decode(&bytes).may_contain(&self.key.as_store_key()) {
-                    self.dedupe.lookup_first = true;
+                    self.dedupe.in_doubt = true;
                 }
             }
             StoreReply::Value(None) => {}
             // Whether it was forgotten cannot be known: ask Kraken.
-            _ => self.dedupe.lookup_first = true,
+            _ => self.dedupe.in_doubt = true,
         }
         self.forgotten_read(i + 1)
     }
@@ -239,7 +240,6 @@ impl Pending {
             StoreReply::Unsupported => {
                 // No atomics: write the claim and read it back, and ask Kraken first.
                 self.store.lose_atomics();
-                self.dedupe.lookup_first = true;
                 self.dedupe.claim = Claim::Written(mine.clone());
                 let k = self.dedupe.record_key.clone();
                 self.store(Stage::Tentative, StoreOp::Set(k, mine))
@@ -265,8 +265,19 @@ impl Pending {
 
     // ---- the rate limit ----------------------------------------------------------------
 
+    /// This minute's counter of the alert's account.
+    fn rate_key(&self) -> String {
+        rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref())
+    }
+
+    /// Look the order up on Kraken before sending it: without atomics (or without a store)
+    /// every claim is in doubt; with them, only one the claim stage doubts.
+    pub(super) fn looks_up_first(&self) -> bool {
+        !self.store.atomic() || self.dedupe.in_doubt
+    }
+
     fn rate_count(self) -> Step {
-        let k = rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref());
+        let k = self.rate_key();
         self.store(Stage::RateCount, StoreOp::Increment(k, 1))
     }
 
@@ -281,8 +292,7 @@ impl Pending {
             }
             StoreReply::Unsupported => {
                 self.store.lose_atomics();
-                self.dedupe.lookup_first = true;
-                let k = rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref());
+                let k = self.rate_key();
                 self.store(Stage::RateRead, StoreOp::Get(k))
             }
             other => self.store_failed(other),
@@ -301,7 +311,7 @@ impl Pending {
         }
         self.dedupe.rate_count = i64::from(count) + 1;
         let op = StoreOp::Set(
-            rate_limit::key(self.cx.host.now.secs(), self.cx.config.account.as_deref()),
+            self.rate_key(),
             self.dedupe.rate_count.to_string().into_bytes(),
         );
         self.store(Stage::RateWrite, op)
@@ -394,7 +404,6 @@ impl Pending {
             }
             StoreReply::Unsupported => {
                 self.store.lose_atomics();
-                self.dedupe.lookup_first = true;
                 let k = self.dedupe.record_key.clone();
                 self.store(Stage::ClaimVerify, StoreOp::Get(k))
             }

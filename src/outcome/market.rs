@@ -263,7 +263,7 @@ impl Pending {
             Ok(Some(order)) => {
                 let validate = order.validate;
                 self.order = Some(order);
-                if self.dedupe.lookup_first && !validate {
+                if self.looks_up_first() && !validate {
                     // Kraken refuses a second open order with the same cl_ord_id itself:
                     // only the closed orders need a look-up (one REST counter point).
                     self.lookup(Stage::LookupBefore(List::Closed))
